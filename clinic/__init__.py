@@ -1,0 +1,71 @@
+"""Clinic: consultation intake, scheduling and follow-up for MILD spine clinics."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: settings from the environment, then the test overrides in ``config``."""
+    from clinic.config import from_environment
+
+    settings = from_environment()
+    settings.update(config or {})
+    app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
+    app.config.update(settings)
+    _configure_logging(app)
+    _register_extensions(app)
+    _register_blueprints(app)
+    _register_web(app)
+    _register_commands(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def _register_extensions(app: Flask) -> None:
+    from clinic.celery_app import celery_init_app
+    from clinic.extensions import csrf, db, limiter, migrate
+    from clinic.staff.auth import init_auth
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    init_auth(app)
+    celery_init_app(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from clinic import health
+    from clinic.api import bp as api_bp
+    from clinic.intake.views import bp as intake_bp
+    from clinic.staff.views import bp as staff_bp
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(intake_bp)
+    app.register_blueprint(staff_bp)
+    app.register_blueprint(api_bp)
+
+
+def _register_web(app: Flask) -> None:
+    from clinic import templating
+    from clinic.errors import register_error_handlers
+    from clinic.http import register_security_headers
+
+    register_security_headers(app)
+    register_error_handlers(app)
+    templating.init_app(app)
+
+
+def _register_commands(app: Flask) -> None:
+    from clinic.cli import register
+
+    register(app)

@@ -1,0 +1,90 @@
+"""POST /api/v1/consultation-requests: the intake as JSON, same rules as the form."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, jsonify, request
+
+from clinic import audit, http
+from clinic.api import bp
+from clinic.errors import ValidationFailed
+from clinic.extensions import csrf, db, limiter
+from clinic.intake import schema
+from clinic.intake.models import ConsultationRequest
+from clinic.intake.submit import submit_values
+from clinic.staff import presenters
+from clinic.staff.auth import bearer_user
+from clinic.staff.roles import can
+from clinic.tokens import make_token
+
+
+def _limit():
+    return current_app.config["PUBLIC_POST_RATE_LIMIT"]
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a 422 that says what is wrong with the body."""
+    if not request.is_json:
+        raise ValidationFailed(
+            {"_body": ["Send a JSON object with Content-Type: application/json."]}
+        )
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationFailed({"_body": ["The body must be a JSON object."]})
+    return body
+
+
+@bp.post("/consultation-requests")
+@csrf.exempt
+@limiter.limit(_limit)
+def create_consultation_request():
+    values, type_errors = schema.from_json(json_body())
+    today = http.now().astimezone(http.clinic_tz()).date()
+    _, rule_errors = schema.validate_all(values, today)
+    errors = {**rule_errors, **type_errors}
+    if errors:
+        raise ValidationFailed(errors)
+    req = submit_values(values, source="api", client=http.client_meta())
+    body = {"id": req.id, "patient_id": req.patient_id, "triage": req.triage}
+    if req.triage != "emergency":
+        body["booking_token"] = make_token(
+            "booking", {"request_id": req.id, "patient_id": req.patient_id}
+        )
+    return jsonify(body), 201
+
+
+@bp.get("/consultation-requests/<int:request_id>")
+@csrf.exempt
+def get_consultation_request(request_id: int):
+    user = bearer_user()
+    if user is None:
+        return jsonify({"error": "unauthorized"}), 401
+    if not can(user, "queue.view"):
+        return jsonify({"error": "forbidden"}), 403
+    req = db.session.get(ConsultationRequest, request_id) or abort(404)
+    audit.record(
+        "view",
+        actor=user,
+        patient_id=req.patient_id,
+        resource_type="consultation_request",
+        resource_id=req.id,
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
+    clinical, coverage = presenters.signals_for(user, req)
+    allowed = {f.field_id for _, rows in presenters.visible_sections(user, req) for f in rows}
+    body = {
+        "id": req.id,
+        "patient_id": req.patient_id,
+        "status": req.status,
+        "triage": req.triage,
+        "red_flag": bool(req.red_flags),
+        "submitted_at": req.submitted_at.isoformat(),
+        "form_version": req.form_version,
+        "rules_version": req.rules_version,
+        "answers": {k: v for k, v in req.answers.items() if k in allowed},
+        "candidacy_signals": clinical + coverage,
+    }
+    if can(user, "request.clinical"):
+        body["red_flags"] = req.red_flags
+    return jsonify(body)

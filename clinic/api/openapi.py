@@ -1,0 +1,230 @@
+"""GET /api/v1/openapi.json, generated from the same field definitions the form uses."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+
+from clinic.api import bp
+from clinic.intake.fields import FIELDS, FORM_VERSION, Field
+
+EXAMPLE_REQUEST = {
+    "rf_urinary_retention": "no",
+    "rf_urinary_incontinence": "no",
+    "rf_bowel": "no",
+    "rf_saddle_numbness": "no",
+    "rf_progressive_weakness": "no",
+    "rf_bilateral_new": "no",
+    "rf_sexual_dysfunction": "no",
+    "rf_fever": "no",
+    "rf_cancer_history": "no",
+    "rf_weight_loss": "no",
+    "rf_trauma": "no",
+    "rf_infection_risk": "no",
+    "rf_night_pain": "no",
+    "completed_by": "self",
+    "first_name": "Margaret",
+    "last_name": "Okafor",
+    "date_of_birth": "1952-04-17",
+    "sex_at_birth": "female",
+    "preferred_contact": "email",
+    "email": "margaret.okafor@example.com",
+    "phone_mobile": "555-201-0123",
+    "voicemail_ok": True,
+    "preferred_language": "en",
+    "insurance_type": "medicare_traditional",
+    "payer_name": "Medicare",
+    "symptom_locations": ["low_back", "buttock", "thigh"],
+    "symptom_laterality": "both",
+    "symptom_types": ["pain", "heaviness_fatigue"],
+    "symptom_duration": "1_2y",
+    "symptom_onset": "gradual",
+    "worse_standing": True,
+    "worse_walking": True,
+    "relief_sitting": True,
+    "relief_flexion": True,
+    "max_standing_minutes": 10,
+    "max_walking_minutes": 5,
+    "nprs_back_now": 6,
+    "nprs_leg_now": 7,
+    "nprs_back_avg7d": 6,
+    "nprs_leg_avg7d": 7,
+    "tx_physical_therapy": True,
+    "tx_pt_weeks": 8,
+    "tx_home_exercise": True,
+    "tx_meds": ["acetaminophen", "nsaid"],
+    "tx_opioid_current": False,
+    "tx_esi": True,
+    "tx_esi_count": 2,
+    "tx_prior_mild": False,
+    "tx_spacer": False,
+    "tx_lumbar_surgery": False,
+    "imaging_type": "mri",
+    "imaging_date": "2026-05",
+    "anticoag_any": False,
+    "bleeding_disorder": False,
+    "pregnancy_possible": "not_applicable",
+    "allergy_contrast": "no",
+    "allergy_local_anesthetic": "no",
+    "active_infection": False,
+    "can_lie_prone": "yes",
+    "ack_not_emergency": True,
+    "ack_npp": True,
+    "consent_email": True,
+    "attest_accurate": True,
+    "e_signature": "Margaret Okafor",
+}
+
+
+def field_schema(field: Field) -> dict:
+    kind = field.kind
+    if kind in {"int", "decimal"}:
+        out: dict = {"type": "integer" if kind == "int" else "number"}
+        if field.min is not None:
+            out["minimum"] = field.min
+        if field.max is not None:
+            out["maximum"] = field.max
+    elif kind in {"bool", "ack"}:
+        out = {"type": "boolean"}
+    elif kind == "choice":
+        out = {"type": "string", "enum": list(field.choice_codes)}
+    elif kind == "multi":
+        out = {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(field.choice_codes)},
+        }
+    elif kind == "date":
+        out = {"type": "string", "format": "date"}
+    elif kind == "month":
+        out = {"type": "string", "pattern": r"^\d{4}-\d{2}$"}
+    elif kind == "email":
+        out = {"type": "string", "format": "email", "maxLength": 254}
+    elif kind == "phone":
+        out = {"type": "string", "description": "US 10-digit or E.164"}
+    else:
+        out = {"type": "string"}
+        if field.max_length:
+            out["maxLength"] = field.max_length
+    description = field.label
+    if isinstance(field.required, dict):
+        description += " (required when: see x-required-when)"
+        out["x-required-when"] = field.required
+    if field.show_when:
+        out["x-shown-when"] = field.show_when
+    out["description"] = description
+    out["nullable"] = True
+    return out
+
+
+def build_spec() -> dict:
+    required = [f.id for f in FIELDS.values() if f.required is True]
+    errors = {
+        "type": "object",
+        "required": ["errors"],
+        "properties": {
+            "errors": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": f"{current_app.config['CLINIC_NAME']} API",
+            "version": "1",
+            "description": f"Intake form version {FORM_VERSION}. Field names are the "
+            "domain spec's field_ids; values are canonical codes.",
+        },
+        "servers": [{"url": current_app.config["BASE_URL"]}],
+        "paths": {
+            "/api/v1/consultation-requests": {
+                "post": {
+                    "summary": "Submit a consultation request (the intake)",
+                    "operationId": "createConsultationRequest",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ConsultationRequestInput"},
+                                "example": EXAMPLE_REQUEST,
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "Stored",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "$ref": "#/components/schemas/ConsultationRequestCreated"
+                                    }
+                                }
+                            },
+                        },
+                        "422": {
+                            "description": "Field errors",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Errors"}
+                                }
+                            },
+                        },
+                        "413": {"description": "Body too large"},
+                        "429": {"description": "Too many requests"},
+                    },
+                }
+            },
+            "/api/v1/consultation-requests/{id}": {
+                "get": {
+                    "summary": "A request as the caller's role may see it (staff)",
+                    "operationId": "getConsultationRequest",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "The request"},
+                        "401": {"description": "No or bad token"},
+                        "403": {"description": "Role may not see requests"},
+                        "404": {"description": "No such request"},
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "ConsultationRequestInput": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": required,
+                    "properties": {f.id: field_schema(f) for f in FIELDS.values()},
+                },
+                "ConsultationRequestCreated": {
+                    "type": "object",
+                    "required": ["id", "patient_id", "triage"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "patient_id": {"type": "integer"},
+                        "triage": {"type": "string", "enum": ["emergency", "urgent", "routine"]},
+                        "booking_token": {
+                            "type": "string",
+                            "description": "Absent for emergency triage",
+                        },
+                    },
+                },
+                "Errors": errors,
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(build_spec())

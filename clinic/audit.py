@@ -1,0 +1,42 @@
+"""The append-only audit log: one function to write an event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from clinic.extensions import db
+from clinic.models import AuditEvent, StaffUser, utcnow
+
+
+def record(
+    action: str,
+    *,
+    actor: StaffUser | None = None,
+    patient_id: int | None = None,
+    resource_type: str | None = None,
+    resource_id: object = None,
+    changed_fields: list[str] | None = None,
+    outcome: str = "success",
+    reason: str | None = None,
+    client: dict | None = None,
+    now: datetime | None = None,
+    dbs=None,
+) -> AuditEvent:
+    """Add an audit event to the session (field names only, never values)."""
+    client = client or {}
+    event = AuditEvent(
+        ts=now or utcnow(),
+        actor_id=actor.id if actor else None,
+        actor_role=actor.role if actor else None,
+        action=action,
+        resource_type=resource_type,
+        resource_id=None if resource_id is None else str(resource_id),
+        patient_id=patient_id,
+        changed_fields=changed_fields,
+        outcome=outcome,
+        reason=reason,
+        ip=client.get("ip"),
+        user_agent=(client.get("user_agent") or "")[:300] or None,
+    )
+    (dbs or db.session).add(event)
+    return event

@@ -1,0 +1,22 @@
+"""Celery wired through the Flask app factory."""
+
+from celery import Celery, Task
+from flask import Flask
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app whose tasks run inside a Flask app context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(app.config["CELERY"])
+    from clinic.schedule import beat_schedule
+
+    celery.conf.beat_schedule = beat_schedule(app.config)
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

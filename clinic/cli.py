@@ -1,0 +1,77 @@
+"""Flask commands: create-staff, create-api-token, seed-demo."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import func, select
+
+from clinic.errors import ValidationFailed
+from clinic.extensions import db
+from clinic.models import Role, StaffUser, utcnow
+from clinic.staff import services
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(create_staff)
+    app.cli.add_command(create_api_token)
+    app.cli.add_command(seed_demo)
+
+
+@click.command("create-staff")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--password", default=None, help="At least 12 characters; asked for if omitted.")
+@click.option("--name", "full_name", default="", help="Full name shown to colleagues.")
+def create_staff(email: str, role: str, password: str | None, full_name: str) -> None:
+    """Create a staff user."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = services.create_staff(email, role, password, full_name=full_name, now=utcnow())
+    except ValidationFailed as exc:
+        db.session.rollback()
+        for field, messages in exc.errors.items():
+            click.echo(f"{field}: {' '.join(messages)}", err=True)
+        raise SystemExit(2) from None
+    db.session.commit()
+    click.echo(f"Created {user.email} ({user.role}).")
+
+
+@click.command("create-api-token")
+@click.argument("email")
+def create_api_token(email: str) -> None:
+    """Print a new bearer token for a staff user."""
+    user = db.session.scalars(
+        select(StaffUser).where(func.lower(StaffUser.email) == email.strip().lower())
+    ).first()
+    if user is None or not user.active:
+        click.echo(f"No active staff user {email}.", err=True)
+        raise SystemExit(2)
+    token = services.create_api_token(user, now=utcnow())
+    db.session.commit()
+    click.echo(token)
+
+
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing when staff users exist already.")
+def seed_demo(if_empty: bool) -> None:
+    """Fill a believable demo clinic: staff users and consultation requests."""
+    from clinic import demo
+
+    if if_empty and db.session.scalar(select(func.count(StaffUser.id))):
+        click.echo("Database already has data; not seeding.")
+        return
+    password = secrets.token_urlsafe(12)
+    summary = demo.seed(password=password, now=utcnow())
+    db.session.commit()
+    click.echo(summary)
+    click.echo(f"Every demo staff user has the password: {password}")
+    path = Path(current_app.instance_path) / "demo-credentials.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{summary}\nPassword for every demo staff user: {password}\n")
+    path.chmod(0o600)
+    click.echo(f"(also written to {path.name} in the instance folder)")

@@ -1,0 +1,94 @@
+"""Email: compose from a .txt/.html template pair, send over one reused SMTP connection."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+import ssl
+import threading
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from flask import current_app, render_template
+
+logger = logging.getLogger(__name__)
+
+_local = threading.local()
+
+
+class PermanentSendError(Exception):
+    """The server refused the message for good (5xx); retrying will not help."""
+
+
+def build_message(template: str, to: str, subject: str, **context) -> EmailMessage:
+    """An EmailMessage with a plain-text body and an HTML alternative, one recipient."""
+    config = current_app.config
+    context.setdefault("clinic_name", config["CLINIC_NAME"])
+    context.setdefault("clinic_phone", config["CLINIC_PHONE"])
+    context.setdefault("base_url", config["BASE_URL"])
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = config["MAIL_FROM"]
+    msg["To"] = to
+    msg["Message-ID"] = make_msgid(
+        domain=config["MAIL_FROM"].rpartition("@")[2].strip("> ") or "clinic.example"
+    )
+    msg.set_content(render_template(f"emails/{template}.txt", **context))
+    msg.add_alternative(render_template(f"emails/{template}.html", **context), subtype="html")
+    return msg
+
+
+def _connect() -> smtplib.SMTP:
+    config = current_app.config
+    conn = smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=config["SMTP_TIMEOUT"])
+    if config["SMTP_STARTTLS"]:
+        conn.starttls(context=ssl.create_default_context())
+    if config["SMTP_USERNAME"]:
+        conn.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"])
+    return conn
+
+
+def _connection() -> smtplib.SMTP:
+    conn = getattr(_local, "conn", None)
+    if conn is not None:
+        try:
+            if conn.noop()[0] == 250:
+                return conn
+        except smtplib.SMTPException:
+            pass
+        except OSError:
+            pass
+        close_connection()
+    _local.conn = _connect()
+    return _local.conn
+
+
+def close_connection() -> None:
+    conn = getattr(_local, "conn", None)
+    _local.conn = None
+    if conn is not None:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            conn.quit()
+
+
+def send(msg: EmailMessage) -> None:
+    """Send one message; 5xx raises PermanentSendError, 4xx and network errors propagate."""
+    try:
+        refused = _connection().send_message(msg)
+    except smtplib.SMTPRecipientsRefused as exc:
+        close_connection()
+        codes = [code for code, _ in exc.recipients.values()]
+        if all(code >= 500 for code in codes):
+            raise PermanentSendError(f"recipient refused ({codes[0]})") from None
+        raise
+    except smtplib.SMTPResponseException as exc:
+        close_connection()
+        if exc.smtp_code >= 500:
+            raise PermanentSendError(f"refused ({exc.smtp_code})") from None
+        raise
+    except (smtplib.SMTPServerDisconnected, OSError):
+        close_connection()
+        raise
+    if refused:
+        raise PermanentSendError("recipient refused")

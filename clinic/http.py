@@ -1,0 +1,51 @@
+"""Web plumbing shared by the blueprints: security headers, client details, clocks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, request
+
+from clinic.intake.rules import RuleSet, load_rules
+from clinic.models import utcnow
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'; frame-ancestors 'none'"
+)
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        if request.path.startswith(("/staff", "/intake", "/api/")):
+            response.headers["Cache-Control"] = "no-store"
+        if request.is_secure:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        return response
+
+
+def client_meta() -> dict:
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
+
+
+def now() -> datetime:
+    """The current time; tests may pin it with the CLINIC_NOW config key."""
+    pinned = current_app.config.get("CLINIC_NOW")
+    return pinned() if callable(pinned) else (pinned or utcnow())
+
+
+def clinic_tz() -> ZoneInfo:
+    return ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
+
+
+def rules() -> RuleSet:
+    return load_rules(current_app.config["INTAKE_RULES_DIR"])

@@ -1,0 +1,121 @@
+"""A tiny predicate language over answers, shared by the form fields and the rule files.
+
+A predicate is plain data, so rules can live in JSON:
+``{"field": "insurance_type", "in": ["medicare_traditional"]}``, ``{"all": [...]}``,
+``{"any": [...]}``, ``{"not": {...}}``. Time-based operators take ``today`` from the caller.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+Predicate = dict[str, Any]
+
+
+def _months_between(earlier: date, later: date) -> int:
+    months = (later.year - earlier.year) * 12 + (later.month - earlier.month)
+    if later.day < earlier.day:
+        months -= 1
+    return months
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            if len(value) == 7:  # YYYY-MM: the first of the month
+                return date.fromisoformat(value + "-01")
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def age_on(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def evaluate(pred: Predicate, answers: dict[str, Any], today: date) -> bool:
+    """True when the predicate holds for these answers."""
+    if "all" in pred:
+        return all(evaluate(p, answers, today) for p in pred["all"])
+    if "any" in pred:
+        return any(evaluate(p, answers, today) for p in pred["any"])
+    if "not" in pred:
+        return not evaluate(pred["not"], answers, today)
+    value = answers.get(pred["field"])
+    present = value not in (None, "", [])
+    if "present" in pred:
+        return present is bool(pred["present"])
+    if not present:
+        return False
+    for op, arg in pred.items():
+        if op == "field":
+            continue
+        if not _OPS[op](value, arg, today):
+            return False
+    return True
+
+
+def _cmp_number(fn):
+    def op(value, arg, today):
+        return isinstance(value, int | float) and not isinstance(value, bool) and fn(value, arg)
+
+    return op
+
+
+def _months_ago(fn):
+    def op(value, arg, today):
+        when = _as_date(value)
+        return when is not None and fn(_months_between(when, today), arg)
+
+    return op
+
+
+def _weeks_ago(fn):
+    def op(value, arg, today):
+        when = _as_date(value)
+        return when is not None and fn((today - when).days / 7, arg)
+
+    return op
+
+
+def _age(fn):
+    def op(value, arg, today):
+        born = _as_date(value)
+        return born is not None and fn(age_on(born, today), arg)
+
+    return op
+
+
+_OPS = {
+    "eq": lambda v, a, t: v == a,
+    "ne": lambda v, a, t: v != a,
+    "in": lambda v, a, t: v in a,
+    "not_in": lambda v, a, t: v not in a,
+    "contains": lambda v, a, t: isinstance(v, list) and a in v,
+    "contains_any": lambda v, a, t: isinstance(v, list) and any(x in v for x in a),
+    "only": lambda v, a, t: isinstance(v, list) and all(x in a for x in v),
+    "gte": _cmp_number(lambda v, a: v >= a),
+    "gt": _cmp_number(lambda v, a: v > a),
+    "lt": _cmp_number(lambda v, a: v < a),
+    "lte": _cmp_number(lambda v, a: v <= a),
+    "months_ago_gt": _months_ago(lambda m, a: m > a),
+    "weeks_ago_lt": _weeks_ago(lambda w, a: w < a),
+    "age_lt": _age(lambda y, a: y < a),
+    "age_gte": _age(lambda y, a: y >= a),
+}
+
+
+def fields_named(pred: Predicate) -> list[str]:
+    """Every field a predicate reads (for evidence lists)."""
+    if "all" in pred or "any" in pred:
+        out: list[str] = []
+        for p in pred.get("all", pred.get("any", [])):
+            out.extend(f for f in fields_named(p) if f not in out)
+        return out
+    if "not" in pred:
+        return fields_named(pred["not"])
+    return [pred["field"]]

@@ -1,0 +1,61 @@
+"""Intake drafts: answers kept server-side between steps; the browser holds an opaque key."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from clinic.extensions import db
+from clinic.intake.fields import FIELDS, SECTIONS
+from clinic.intake.models import IntakeDraft
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def start_draft(now: datetime) -> tuple[IntakeDraft, str]:
+    """A new empty draft and the opaque key the browser keeps for it."""
+    key = secrets.token_urlsafe(32)
+    draft = IntakeDraft(
+        key_hash=_hash_key(key), answers={}, answered_at={}, step=0, created_at=now, updated_at=now
+    )
+    db.session.add(draft)
+    db.session.flush()
+    return draft, key
+
+
+def find_draft(key: str | None, now: datetime, max_idle: timedelta) -> IntakeDraft | None:
+    if not key:
+        return None
+    draft = db.session.scalars(
+        select(IntakeDraft).where(IntakeDraft.key_hash == _hash_key(key))
+    ).first()
+    if draft is None or draft.updated_at < now - max_idle:
+        return None
+    return draft
+
+
+def save_step(
+    draft: IntakeDraft, step_index: int, values: Mapping[str, Any], now: datetime
+) -> None:
+    """Keep one step's checked answers; later steps are kept too unless now hidden."""
+    section = SECTIONS[step_index]
+    answers = {k: v for k, v in draft.answers.items() if FIELDS[k] not in section.fields}
+    answers.update(values)
+    draft.answers = answers
+    draft.answered_at = {**draft.answered_at, section.id: now.isoformat()}
+    draft.step = max(draft.step, step_index + 1)
+    draft.updated_at = now
+    db.session.flush()
+
+
+def purge_stale_drafts(now: datetime, max_idle: timedelta) -> int:
+    """Delete drafts nobody has touched for a while (they hold patient answers)."""
+    result = db.session.execute(delete(IntakeDraft).where(IntakeDraft.updated_at < now - max_idle))
+    return result.rowcount or 0

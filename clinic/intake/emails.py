@@ -1,0 +1,40 @@
+"""The intake's emails: what each says is limited to logistics (domain spec 4.2)."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from flask import current_app, url_for
+
+from clinic.email import build_message
+from clinic.intake.models import ConsultationRequest
+
+
+def acknowledgement(request: ConsultationRequest):
+    patient = request.patient
+    tz = ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
+    received = request.submitted_at.astimezone(tz)
+    return build_message(
+        "intake_acknowledgement",
+        to=patient.email,
+        subject=f"We received your request - {current_app.config['CLINIC_NAME']}",
+        greeting_name=patient.preferred_name or patient.first_name,
+        received=received.strftime("%A, %B %-d, %Y"),
+        call_today=request.triage == "urgent",
+    )
+
+
+def staff_alert(request: ConsultationRequest, to: str):
+    base = current_app.config["BASE_URL"]
+    with current_app.test_request_context(base_url=base):
+        link = base + url_for("staff.queue")
+    urgent = request.triage == "emergency"
+    return build_message(
+        "staff_alert",
+        to=to,
+        subject="Urgent intake needs review - log in"
+        if urgent
+        else "Same-day callback needed - log in",
+        emergency=urgent,
+        link=link,
+    )

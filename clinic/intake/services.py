@@ -1,0 +1,394 @@
+"""Intake services: submit a request, triage it, change its status. They flush, never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from clinic import audit
+from clinic.errors import DomainError, ValidationFailed
+from clinic.extensions import db
+from clinic.intake import schema
+from clinic.intake.fields import FORM_VERSION, SECTIONS
+from clinic.intake.models import ConsultationRequest, RequestStatus, StatusChange
+from clinic.intake.rules import TRIAGE_RANK, RuleSet, Triage, candidacy_signals, triage
+from clinic.models import Patient, StaffUser
+
+CLINICIAN_FIELDS = {
+    # field id: (kind, min, max, roles allowed to enter it)
+    "clin_lf_thickness_mm": ("decimal", 0.0, 15.0, {"physician"}),
+    "clin_target_levels": ("multi", None, None, {"physician"}),
+    "clin_spondylolisthesis": ("choice", None, None, {"physician"}),
+    "clin_mme": ("int", 0, 2000, {"physician", "nurse"}),
+    "odi_external_score": ("int", 0, 100, {"physician", "nurse"}),
+}
+SPONDY_CHOICES = ("none", "grade_I_stable", "grade_I_unstable", "grade_II_plus")
+LEVEL_CODES = ("L1-2", "L2-3", "L3-4", "L4-5", "L5-S1")
+
+ALLOWED_STATUS_CHANGES = {
+    RequestStatus.NEW: {
+        RequestStatus.IN_REVIEW,
+        RequestStatus.NEEDS_INFORMATION,
+        RequestStatus.DECLINED,
+        RequestStatus.BOOKED,
+    },
+    RequestStatus.IN_REVIEW: {
+        RequestStatus.NEEDS_INFORMATION,
+        RequestStatus.DECLINED,
+        RequestStatus.BOOKED,
+        RequestStatus.NEW,
+    },
+    RequestStatus.NEEDS_INFORMATION: {
+        RequestStatus.IN_REVIEW,
+        RequestStatus.DECLINED,
+        RequestStatus.BOOKED,
+    },
+    RequestStatus.DECLINED: {RequestStatus.IN_REVIEW},
+    RequestStatus.BOOKED: {RequestStatus.IN_REVIEW},
+}
+
+
+def callback_due(now: datetime, tz: ZoneInfo, deadline_hour: int = 17) -> datetime:
+    """End of the same business day in the clinic's zone (next business day after hours)."""
+    local = now.astimezone(tz)
+    day = local.date()
+    if local.time() >= time(deadline_hour) or day.weekday() >= 5:
+        day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(deadline_hour), tzinfo=tz).astimezone(now.tzinfo)
+
+
+def consent_record(
+    answers: Mapping[str, Any], rules: RuleSet, now: datetime, client: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What was agreed, to which text version, when and from where."""
+    texts = rules.consents["texts"]
+    record = {}
+    for field_id, text_key in (
+        ("ack_not_emergency", "not_emergency"),
+        ("ack_npp", "npp"),
+        ("consent_email", "email"),
+        ("consent_sms", "sms"),
+        ("consent_qi_use", "qi"),
+        ("attest_accurate", "attest"),
+    ):
+        if field_id in answers:
+            record[field_id] = {"value": bool(answers[field_id]), "text_version": texts[text_key]}
+    record["_meta"] = {
+        "version": rules.consents["version"],
+        "at": now.isoformat(),
+        "ip": client.get("ip"),
+        "user_agent": (client.get("user_agent") or "")[:300],
+    }
+    return record
+
+
+def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient:
+    """The patient with exactly this name, birth date and email, or a new record."""
+    dob = date.fromisoformat(answers["date_of_birth"])
+    email = answers.get("email")
+    if email:
+        found = db.session.scalars(
+            select(Patient)
+            .where(
+                func.lower(Patient.first_name) == answers["first_name"].lower(),
+                func.lower(Patient.last_name) == answers["last_name"].lower(),
+                Patient.date_of_birth == dob,
+                func.lower(Patient.email) == email.lower(),
+            )
+            .limit(1)
+        ).first()
+        if found:
+            return found
+    patient = Patient(
+        first_name=answers["first_name"],
+        last_name=answers["last_name"],
+        date_of_birth=dob,
+        email=email,
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(patient)
+    return patient
+
+
+def _apply_contact(patient: Patient, answers: Mapping[str, Any], now: datetime) -> None:
+    patient.preferred_name = answers.get("preferred_name")
+    patient.phone_mobile = answers.get("phone_mobile") or patient.phone_mobile
+    patient.preferred_contact = answers["preferred_contact"]
+    patient.preferred_language = answers.get("preferred_language", "en")
+    patient.voicemail_ok = bool(answers.get("voicemail_ok"))
+    patient.consent_email = bool(answers.get("consent_email"))
+    patient.consent_sms = bool(answers.get("consent_sms"))
+    patient.confidential_comms_request = answers.get("confidential_comms_request")
+    patient.updated_at = now
+
+
+def submit_request(
+    values: Mapping[str, Any],
+    *,
+    source: str,
+    rules: RuleSet,
+    now: datetime,
+    tz: ZoneInfo,
+    client: Mapping[str, Any] | None = None,
+    answered_at: Mapping[str, str] | None = None,
+    existing: ConsultationRequest | None = None,
+) -> ConsultationRequest:
+    """Validate a whole intake and store it as a request attached to a patient.
+
+    ``existing`` is the partial request saved when an emergency answer was given early; the
+    full submission completes it rather than creating a second one.
+    """
+    client = client or {}
+    answers, errors = schema.validate_all(values, now.astimezone(tz).date())
+    if errors:
+        raise ValidationFailed(errors)
+    patient = find_or_create_patient(answers, now)
+    _apply_contact(patient, answers, now)
+    request = existing or ConsultationRequest(submitted_at=now)
+    if existing is None:
+        db.session.add(request)
+    request.patient = patient
+    request.complete = True
+    request.source = source
+    request.completed_by = answers["completed_by"]
+    request.proxy_name = answers.get("proxy_name")
+    request.proxy_relationship = answers.get("proxy_relationship")
+    request.answers = answers
+    request.answered_at = dict(answered_at or {s.id: now.isoformat() for s in SECTIONS})
+    request.consents = consent_record(answers, rules, now, client)
+    warning = schema.signature_warning(answers)
+    request.warnings = [warning] if warning else []
+    request.client_ip = client.get("ip")
+    request.user_agent = (client.get("user_agent") or "")[:300] or None
+    request.updated_at = now
+    _apply_rules(request, rules, now, tz)
+    db.session.flush()
+    return request
+
+
+def save_emergency_partial(
+    answers: Mapping[str, Any],
+    *,
+    source: str,
+    rules: RuleSet,
+    now: datetime,
+    tz: ZoneInfo,
+    client: Mapping[str, Any] | None = None,
+) -> ConsultationRequest:
+    """Store an emergency red-flag answer at once, before the rest of the form is filled."""
+    client = client or {}
+    request = ConsultationRequest(
+        submitted_at=now,
+        updated_at=now,
+        complete=False,
+        source=source,
+        answers=dict(answers),
+        answered_at={"C": now.isoformat()},
+        consents={},
+        client_ip=client.get("ip"),
+        user_agent=(client.get("user_agent") or "")[:300] or None,
+    )
+    db.session.add(request)
+    _apply_rules(request, rules, now, tz)
+    db.session.flush()
+    return request
+
+
+def _apply_rules(request: ConsultationRequest, rules: RuleSet, now: datetime, tz: ZoneInfo) -> None:
+    result = triage(request.answers, rules)
+    newly_flagged = {f["field"] for f in result.red_flags} - {
+        f["field"] for f in (request.red_flags or [])
+    }
+    request.form_version = FORM_VERSION
+    request.rules_version = rules.version
+    request.triage = result.level
+    request.triage_rank = TRIAGE_RANK[result.level]
+    request.red_flags = result.red_flags
+    request.red_flag_notes = result.notes
+    today = now.astimezone(tz).date()
+    request.candidacy_signals = candidacy_signals(
+        request.answers, request.clinician_entries or {}, rules, today
+    )
+    if result.level == Triage.URGENT and request.callback_due_at is None:
+        request.callback_due_at = callback_due(now, tz)
+    if newly_flagged:
+        db.session.flush()
+        audit.record(
+            "red_flag_raised",
+            patient_id=request.patient_id,
+            resource_type="consultation_request",
+            resource_id=request.id,
+            changed_fields=sorted(newly_flagged),
+            now=now,
+        )
+
+
+def change_status(
+    request: ConsultationRequest,
+    to_status: str,
+    reason: str,
+    *,
+    actor: StaffUser,
+    now: datetime,
+    client: dict | None = None,
+) -> StatusChange:
+    """Move a request to a new status; every change needs a reason."""
+    reason = (reason or "").strip()
+    errors: dict[str, list[str]] = {}
+    if to_status not in RequestStatus.__members__.values():
+        errors["status"] = ["Choose a status from the list."]
+    elif to_status not in ALLOWED_STATUS_CHANGES[RequestStatus(request.status)]:
+        errors["status"] = [f"A request can't go from {request.status} to {to_status}."]
+    if not reason:
+        errors["reason"] = ["Give a reason for the change."]
+    elif len(reason) > 1000:
+        errors["reason"] = ["Use at most 1000 characters."]
+    if errors:
+        raise ValidationFailed(errors)
+    change = StatusChange(
+        request=request,
+        from_status=request.status,
+        to_status=to_status,
+        reason=reason,
+        actor_id=actor.id,
+        at=now,
+    )
+    db.session.add(change)
+    request.status = to_status
+    request.updated_at = now
+    audit.record(
+        "update",
+        actor=actor,
+        patient_id=request.patient_id,
+        resource_type="consultation_request",
+        resource_id=request.id,
+        changed_fields=["status"],
+        reason=reason,
+        client=client,
+        now=now,
+    )
+    db.session.flush()
+    return change
+
+
+def acknowledge_red_flag(
+    request: ConsultationRequest, *, actor: StaffUser, now: datetime, client: dict | None = None
+) -> None:
+    """A clinician has seen the red flags of this request."""
+    if not request.red_flags:
+        raise DomainError("This request has no red flags.")
+    if request.red_flag_ack_at is None:
+        request.red_flag_ack_at = now
+        request.red_flag_ack_by_id = actor.id
+        audit.record(
+            "red_flag_ack",
+            actor=actor,
+            patient_id=request.patient_id,
+            resource_type="consultation_request",
+            resource_id=request.id,
+            client=client,
+            now=now,
+        )
+    db.session.flush()
+
+
+def complete_callback(
+    request: ConsultationRequest, *, actor: StaffUser, now: datetime, client: dict | None = None
+) -> None:
+    """Record that staff made the same-day callback."""
+    if request.callback_due_at is None:
+        raise DomainError("This request has no callback to make.")
+    if request.callback_done_at is None:
+        request.callback_done_at = now
+        audit.record(
+            "update",
+            actor=actor,
+            patient_id=request.patient_id,
+            resource_type="consultation_request",
+            resource_id=request.id,
+            changed_fields=["callback_done_at"],
+            client=client,
+            now=now,
+        )
+    db.session.flush()
+
+
+def update_clinician_entries(
+    request: ConsultationRequest,
+    raw: Mapping[str, str],
+    *,
+    actor: StaffUser,
+    rules: RuleSet,
+    now: datetime,
+    tz: ZoneInfo,
+    client: dict | None = None,
+) -> None:
+    """Save clinician-only findings (imaging, MME, ODI total) and recompute the signals."""
+    entries = dict(request.clinician_entries or {})
+    errors: dict[str, list[str]] = {}
+    changed = []
+    for field_id, (kind, lo, hi, roles) in CLINICIAN_FIELDS.items():
+        if field_id not in raw or actor.role not in roles:
+            continue
+        value = raw[field_id]
+        try:
+            parsed = _parse_clinician_value(kind, value, lo, hi, field_id)
+        except ValueError as exc:
+            errors[field_id] = [str(exc)]
+            continue
+        if entries.get(field_id) != parsed:
+            entries[field_id] = parsed
+            changed.append(field_id)
+    if errors:
+        raise ValidationFailed(errors)
+    if not changed:
+        return
+    request.clinician_entries = entries
+    request.candidacy_signals = candidacy_signals(
+        request.answers, entries, rules, now.astimezone(tz).date()
+    )
+    request.rules_version = rules.version
+    request.updated_at = now
+    audit.record(
+        "update",
+        actor=actor,
+        patient_id=request.patient_id,
+        resource_type="consultation_request",
+        resource_id=request.id,
+        changed_fields=changed,
+        client=client,
+        now=now,
+    )
+    db.session.flush()
+
+
+def _parse_clinician_value(kind, value, lo, hi, field_id):
+    if kind == "multi":
+        items = value if isinstance(value, list) else [value]
+        items = [v for v in items if v]
+        if any(v not in LEVEL_CODES for v in items):
+            raise ValueError("Choose levels from the list.")
+        return items or None
+    value = (value or "").strip() if isinstance(value, str) else value
+    if value in ("", None):
+        return None
+    if kind == "choice":
+        if value not in SPONDY_CHOICES:
+            raise ValueError("Choose from the list.")
+        return value
+    try:
+        number = float(value) if kind == "decimal" else int(value)
+    except (TypeError, ValueError):
+        raise ValueError("Enter a number.") from None
+    if not (lo <= number <= hi):
+        raise ValueError(f"Enter a number from {lo} to {hi}.")
+    if kind == "decimal":
+        number = round(number, 1)
+    return number

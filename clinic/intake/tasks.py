@@ -1,0 +1,71 @@
+"""Intake side effects, run by Celery after the request is committed. Arguments are ids."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from datetime import timedelta
+
+from celery import shared_task
+from flask import current_app
+
+from clinic import email
+from clinic.extensions import db
+from clinic.intake import drafts, emails
+from clinic.intake.models import ConsultationRequest
+from clinic.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+DRAFT_MAX_IDLE = timedelta(hours=24)
+RETRYABLE = (
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPResponseException,
+    smtplib.SMTPRecipientsRefused,
+    OSError,
+)
+
+
+def _send_with_retry(task, build):
+    try:
+        email.send(build())
+    except email.PermanentSendError as exc:
+        logger.warning("%s gave up: %s", task.name, exc)
+        return "failed"
+    except RETRYABLE as exc:
+        delay = min(600, 15 * 2**task.request.retries)
+        logger.info("%s will retry in about %ss (%s)", task.name, delay, type(exc).__name__)
+        raise task.retry(exc=exc, countdown=delay, max_retries=6) from None
+    return "sent"
+
+
+@shared_task(name="intake.send_acknowledgement", bind=True, acks_late=True)
+def send_acknowledgement(self, request_id: int) -> str:
+    """Email the patient that their request arrived (logistics only, nothing clinical)."""
+    request = db.session.get(ConsultationRequest, request_id)
+    if request is None or request.patient is None:
+        return "skipped"
+    patient = request.patient
+    if not (patient.email and patient.consent_email):
+        return "skipped"
+    return _send_with_retry(self, lambda: emails.acknowledgement(request))
+
+
+@shared_task(name="intake.alert_staff", bind=True, acks_late=True)
+def alert_staff(self, request_id: int) -> str:
+    """Tell staff a red-flag intake is waiting, with no patient details in the message."""
+    request = db.session.get(ConsultationRequest, request_id)
+    if request is None or request.triage == "routine":
+        return "skipped"
+    return _send_with_retry(
+        self, lambda: emails.staff_alert(request, current_app.config["STAFF_ALERT_EMAIL"])
+    )
+
+
+@shared_task(name="intake.purge_stale_drafts")
+def purge_stale_drafts() -> int:
+    """Delete intake drafts idle for a day."""
+    count = drafts.purge_stale_drafts(utcnow(), DRAFT_MAX_IDLE)
+    db.session.commit()
+    logger.info("purged %d stale intake drafts", count)
+    return count

@@ -1,0 +1,194 @@
+"""The public pages: home and the multi-step intake."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+
+from clinic import http
+from clinic.extensions import db, limiter
+from clinic.intake import drafts, schema, services
+from clinic.intake.conditions import fields_named
+from clinic.intake.fields import SECTIONS
+from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
+from clinic.intake.models import ConsultationRequest
+from clinic.intake.rules import Triage, triage
+from clinic.intake.submit import after_commit, submit_from_draft
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("intake", __name__)
+
+DRAFT_IDLE = timedelta(hours=24)
+SESSION_KEY = "intake_draft"
+
+
+def _public_post_limit():
+    from flask import current_app
+
+    return current_app.config["PUBLIC_POST_RATE_LIMIT"]
+
+
+@bp.get("/")
+def home():
+    return render_template("intake/home.html")
+
+
+def _draft():
+    return drafts.find_draft(session.get(SESSION_KEY), http.now(), DRAFT_IDLE)
+
+
+def _step_index(slug: str) -> int:
+    for i, section in enumerate(SECTIONS):
+        if section.slug == slug:
+            return i
+    abort(404)
+
+
+@bp.get("/intake")
+@bp.get("/intake/<slug>")
+def step(slug: str = SECTIONS[0].slug):
+    index = _step_index(slug)
+    draft = _draft()
+    if index > 0 and (draft is None or draft.step < index):
+        return redirect(url_for(".step", slug=SECTIONS[draft.step if draft else 0].slug))
+    answers = draft.answers if draft else {}
+    return _render_step(index, IntakeStepForm(), answers, {})
+
+
+@bp.post("/intake")
+@bp.post("/intake/<slug>")
+@limiter.limit(_public_post_limit, methods=["POST"])
+def save(slug: str = SECTIONS[0].slug):
+    index = _step_index(slug)
+    form = IntakeStepForm()
+    draft = _draft()
+    if index > 0 and (draft is None or draft.step < index):
+        return redirect(url_for(".step", slug=SECTIONS[draft.step if draft else 0].slug))
+    if not form.validate_on_submit():
+        return _render_step(index, form, draft.answers if draft else {}, {}, expired=True), 400
+    section = SECTIONS[index]
+    now = http.now()
+    context = {k: v for k, v in (draft.answers if draft else {}).items()}
+    values, errors = schema.from_form(section, request.form)
+    clean, more = schema.validate(
+        [section], values, context, now.astimezone(http.clinic_tz()).date()
+    )
+    errors = {**more, **errors}
+    if errors:
+        return _render_step(index, form, {**context, **values}, errors), 422
+    if draft is None:
+        draft, key = drafts.start_draft(now)
+        session[SESSION_KEY] = key
+    drafts.save_step(draft, index, clean, now)
+    level = triage(draft.answers, http.rules()).level
+    request_id = None
+    if level == Triage.EMERGENCY and not draft.emergency_seen:
+        if draft.request_id is None:
+            partial = services.save_emergency_partial(
+                draft.answers,
+                source="patient",
+                rules=http.rules(),
+                now=now,
+                tz=http.clinic_tz(),
+                client=http.client_meta(),
+            )
+            draft.request_id = request_id = partial.id
+        draft.emergency_seen = True
+        db.session.commit()
+        after_commit(request_id, level, alert_only=True)
+        return redirect(url_for(".emergency"))
+    if level == Triage.URGENT and not draft.urgent_seen:
+        draft.urgent_seen = True
+        db.session.commit()
+        return redirect(url_for(".urgent"))
+    if index + 1 < len(SECTIONS):
+        db.session.commit()
+        return redirect(url_for(".step", slug=SECTIONS[index + 1].slug))
+    return _finish(draft)
+
+
+def _finish(draft):
+    result = submit_from_draft(draft, client=http.client_meta())
+    if result.errors:
+        # A rule on an earlier step no longer holds (for example an answer that depends on
+        # another): send the patient back to the first step with a problem.
+        first = next(
+            i for i, s in enumerate(SECTIONS) if any(f.id in result.errors for f in s.fields)
+        )
+        db.session.rollback()
+        return _render_step(first, IntakeStepForm(), draft.answers, result.errors), 422
+    session.pop(SESSION_KEY, None)
+    session["intake_done"] = {"id": result.request.id, "triage": result.request.triage}
+    return redirect(url_for(".done"))
+
+
+def _render_step(index, form, answers, errors, expired=False):
+    section = SECTIONS[index]
+    today = http.now().astimezone(http.clinic_tz()).date()
+    shown = [
+        f
+        for f in section.fields
+        if f.show_when is None
+        or _depends_on_section(f, section)
+        or schema.is_shown(f, answers, today)
+    ]
+    # Answers from other steps that this page's show/hide conditions read.
+    own = {f.id for f in section.fields}
+    context = {
+        name: answers.get(name)
+        for f in shown
+        if f.show_when
+        for name in fields_named(f.show_when)
+        if name not in own
+    }
+    return render_template(
+        "intake/step.html",
+        form=form,
+        section=section,
+        fields=shown,
+        index=index,
+        sections=SECTIONS,
+        answers=answers,
+        errors=errors,
+        expired=expired,
+        context=context,
+        is_required=lambda f: schema.is_required(f, answers, today),
+    )
+
+
+def _depends_on_section(field, section) -> bool:
+    """Conditions on this same step are shown and hidden in the browser, checked on save."""
+    ids = {f.id for f in section.fields}
+    return any(name in ids for name in fields_named(field.show_when))
+
+
+@bp.route("/intake/emergency", methods=["GET", "POST"])
+def emergency():
+    draft = _draft()
+    form = EmergencyChoiceForm()
+    if form.validate_on_submit():
+        if form.continue_anyway.data and draft is not None:
+            return redirect(url_for(".step", slug=SECTIONS[draft.step].slug))
+        session.pop(SESSION_KEY, None)
+        return render_template("intake/emergency_read.html")
+    return render_template("intake/emergency.html", form=form, has_draft=draft is not None)
+
+
+@bp.get("/intake/urgent")
+def urgent():
+    draft = _draft()
+    next_slug = SECTIONS[draft.step].slug if draft and draft.step < len(SECTIONS) else None
+    return render_template("intake/urgent.html", next_slug=next_slug)
+
+
+@bp.get("/intake/done")
+def done():
+    info = session.get("intake_done")
+    if not info:
+        return redirect(url_for(".home"))
+    req = db.session.get(ConsultationRequest, info["id"])
+    if req is None:
+        abort(404)
+    return render_template("intake/done.html", triage=info["triage"])

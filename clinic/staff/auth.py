@@ -1,0 +1,57 @@
+"""Flask-Login wired to server-side sessions, and bearer tokens for the staff API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, current_app, g, jsonify, request
+from sqlalchemy.orm import Session
+
+from clinic import http
+from clinic.extensions import db, login_manager
+from clinic.models import StaffUser
+from clinic.staff import services
+
+
+def init_auth(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "staff.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(session_id: str):
+        idle = timedelta(minutes=current_app.config["STAFF_IDLE_MINUTES"])
+        # Its own short transaction: refreshing last_seen_at must not commit the request's work.
+        with Session(db.engine) as dbs, dbs.begin():
+            session = services.active_session(session_id, now=http.now(), idle=idle, dbs=dbs)
+            user_id = session.user_id if session else None
+        if user_id is None:
+            g.staff_session_ended = True
+            return None
+        user = db.session.get(StaffUser, user_id)
+        user.session_id = session_id
+        return user
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        from flask import flash, redirect, url_for
+
+        if request.path.startswith("/api/"):
+            return jsonify({"error": "unauthorized"}), 401
+        if g.get("staff_session_ended"):
+            flash(
+                "You were logged out. After 15 minutes without activity we log you out to "
+                "protect patients' information.",
+                "info",
+            )
+        return redirect(url_for("staff.login"))
+
+
+def bearer_user():
+    """The staff user behind an Authorization: Bearer header, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return services.user_for_token(token.strip())

@@ -1,0 +1,84 @@
+"""What a staff member's role lets them see of a request (minimum necessary)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clinic.intake.fields import FIELDS, RED_FLAGS, SECTIONS, Field
+from clinic.intake.models import ConsultationRequest
+from clinic.staff.roles import can
+
+SECTION_PERMISSION = {
+    "A": "request.contact",
+    "B": "request.insurance",
+    "C": "request.clinical",
+    "D": "request.clinical",
+    "E": "request.clinical",
+    "F": "request.clinical",
+    "G": "request.clinical",
+    "H": "request.contact",
+}
+
+
+@dataclass
+class Answer:
+    field_id: str
+    label: str
+    value: str
+
+
+def display_value(field: Field, value) -> str:
+    if value is None:
+        return ""
+    if field.kind in {"bool", "ack"}:
+        return "Yes" if value else "No"
+    if field.kind == "choice":
+        return field.choice_label(value)
+    if field.kind == "multi":
+        return ", ".join(field.choice_label(v) for v in value)
+    return str(value)
+
+
+def visible_sections(user, request: ConsultationRequest) -> list[tuple[str, list[Answer]]]:
+    """Answers by section, only the sections the user's role may see."""
+    out = []
+    answers = request.answers or {}
+    for section in SECTIONS:
+        if section is RED_FLAGS or not can(user, SECTION_PERMISSION[section.id]):
+            continue
+        rows = [
+            Answer(f.id, f.label, display_value(f, answers[f.id]))
+            for f in section.fields
+            if f.id in answers
+        ]
+        if rows:
+            out.append((section.title, rows))
+    return out
+
+
+def red_flag_rows(request: ConsultationRequest) -> list[Answer]:
+    rows = []
+    for flag in request.red_flags or []:
+        field = FIELDS[flag["field"]]
+        rows.append(
+            Answer(
+                flag["field"],
+                f"{flag['tier'].title()}: {field.label}",
+                field.choice_label(flag["answer"]),
+            )
+        )
+    return rows
+
+
+def signals_for(user, request: ConsultationRequest) -> tuple[list[dict], list[dict]]:
+    """(candidacy signals, coverage signals) the user may see."""
+    signals = request.candidacy_signals or []
+    clinical = (
+        [s for s in signals if s["level"] != "coverage"] if can(user, "request.signals") else []
+    )
+    coverage = (
+        [s for s in signals if s["level"] == "coverage"]
+        if can(user, "request.coverage_signals")
+        else []
+    )
+    return clinical, coverage

@@ -1,0 +1,333 @@
+"""The back office: login, the intake queue, request pages, users and the audit log."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from clinic import audit, http
+from clinic.errors import DomainError, ValidationFailed
+from clinic.extensions import db, limiter
+from clinic.intake import services as intake_services
+from clinic.intake.models import ConsultationRequest, RequestStatus
+from clinic.intake.rules import Triage
+from clinic.models import AuditEvent, StaffSession, StaffUser
+from clinic.staff import presenters, services
+from clinic.staff.forms import ActionForm, EditUserForm, LoginForm, NewUserForm, StatusForm
+from clinic.staff.roles import ROLE_LABELS, can, require
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+PAGE_SIZE = 50
+
+
+def _login_limit():
+    from flask import current_app
+
+    return current_app.config["PUBLIC_POST_RATE_LIMIT"]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for(".queue" if can(current_user, "queue.view") else ".home"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        now = http.now()
+        user = services.authenticate(
+            form.email.data, form.password.data, now=now, client=http.client_meta()
+        )
+        if user is None:
+            db.session.commit()  # keep the failed-login audit event
+            form.password.errors.append("That email and password don't match an active account.")
+            return render_template("staff/login.html", form=form), 401
+        session = services.start_session(user, now)
+        db.session.commit()
+        user.session_id = session.id
+        login_user(user)
+        return redirect(url_for(".home"))
+    return render_template("staff/login.html", form=form)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    if ActionForm().validate_on_submit():
+        _end_current_session("logout")
+    return redirect(url_for(".login"))
+
+
+@bp.get("/session-expired")
+def session_expired():
+    """Where an idle page sends itself after the idle limit: end the session, say why."""
+    if current_user.is_authenticated:
+        _end_current_session("idle")
+    flash("You were logged out after 15 minutes without activity.", "info")
+    return redirect(url_for(".login"))
+
+
+def _end_current_session(reason: str) -> None:
+    session = db.session.get(StaffSession, current_user.session_id)
+    if session is not None:
+        services.end_session(session, reason, http.now(), client=http.client_meta())
+        db.session.commit()
+    logout_user()
+
+
+@bp.get("/")
+@login_required
+def home():
+    if can(current_user, "queue.view"):
+        return redirect(url_for(".queue"))
+    if can(current_user, "users.manage"):
+        return redirect(url_for(".users"))
+    abort(403)
+
+
+@bp.get("/requests")
+@login_required
+@require("queue.view")
+def queue():
+    filters = {k: request.args.get(k, "") for k in ("triage", "status", "flag", "callback")}
+    query = select(ConsultationRequest)
+    if filters["triage"] in {t.value for t in Triage}:
+        query = query.where(ConsultationRequest.triage == filters["triage"])
+    if filters["status"] in {s.value for s in RequestStatus}:
+        query = query.where(ConsultationRequest.status == filters["status"])
+    elif filters["status"] != "all":
+        query = query.where(ConsultationRequest.status.not_in(["declined", "booked"]))
+    if filters["flag"] == "unacknowledged":
+        query = query.where(
+            ConsultationRequest.triage != "routine", ConsultationRequest.red_flag_ack_at.is_(None)
+        )
+    if filters["callback"] == "pending":
+        query = query.where(
+            ConsultationRequest.callback_due_at.is_not(None),
+            ConsultationRequest.callback_done_at.is_(None),
+        )
+    page = max(1, request.args.get("page", 1, type=int))
+    query = query.order_by(
+        ConsultationRequest.triage_rank,
+        ConsultationRequest.callback_done_at.is_not(None),
+        ConsultationRequest.submitted_at,
+        ConsultationRequest.id,
+    )
+    rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
+    audit.record(
+        "search",
+        actor=current_user,
+        resource_type="consultation_request",
+        reason="intake queue",
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
+    return render_template(
+        "staff/queue.html",
+        rows=rows[:PAGE_SIZE],
+        filters=filters,
+        page=page,
+        has_more=len(rows) > PAGE_SIZE,
+        statuses=RequestStatus,
+        now=http.now(),
+        tz=http.clinic_tz(),
+    )
+
+
+def _load_request(request_id: int) -> ConsultationRequest:
+    req = db.session.get(ConsultationRequest, request_id)
+    if req is None:
+        abort(404)
+    return req
+
+
+@bp.get("/requests/<int:request_id>")
+@login_required
+@require("queue.view")
+def request_detail(request_id: int):
+    req = _load_request(request_id)
+    audit.record(
+        "view",
+        actor=current_user,
+        patient_id=req.patient_id,
+        resource_type="consultation_request",
+        resource_id=req.id,
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
+    return _render_request(req, StatusForm(status=req.status))
+
+
+def _render_request(req, status_form, clinical_errors=None, code=200):
+    clinical, coverage = presenters.signals_for(current_user, req)
+    return render_template(
+        "staff/request.html",
+        req=req,
+        status_form=status_form,
+        action_form=ActionForm(),
+        sections=presenters.visible_sections(current_user, req),
+        red_flags=presenters.red_flag_rows(req) if can(current_user, "request.clinical") else [],
+        notes=req.red_flag_notes if can(current_user, "request.clinical") else [],
+        signals=clinical,
+        coverage=coverage,
+        can=lambda p: can(current_user, p),
+        clinician_fields=intake_services.CLINICIAN_FIELDS,
+        levels=intake_services.LEVEL_CODES,
+        spondy=intake_services.SPONDY_CHOICES,
+        clinical_errors=clinical_errors or {},
+        tz=http.clinic_tz(),
+    ), code
+
+
+@bp.post("/requests/<int:request_id>/status")
+@login_required
+@require("request.status")
+def change_status(request_id: int):
+    req = _load_request(request_id)
+    form = StatusForm()
+    if not form.validate_on_submit():
+        return _render_request(req, form, code=422)
+    try:
+        intake_services.change_status(
+            req,
+            form.status.data,
+            form.reason.data,
+            actor=current_user,
+            now=http.now(),
+            client=http.client_meta(),
+        )
+    except ValidationFailed as exc:
+        db.session.rollback()
+        for name, messages in exc.errors.items():
+            getattr(form, name).errors = list(messages)
+        return _render_request(req, form, code=422)
+    db.session.commit()
+    flash("Status changed.", "success")
+    return redirect(url_for(".request_detail", request_id=req.id))
+
+
+@bp.post("/requests/<int:request_id>/acknowledge")
+@login_required
+@require("request.ack_red_flag")
+def acknowledge(request_id: int):
+    return _simple_action(
+        request_id, intake_services.acknowledge_red_flag, "Red flags acknowledged."
+    )
+
+
+@bp.post("/requests/<int:request_id>/callback-done")
+@login_required
+@require("request.callback")
+def callback_done(request_id: int):
+    return _simple_action(request_id, intake_services.complete_callback, "Callback recorded.")
+
+
+def _simple_action(request_id, service, message):
+    req = _load_request(request_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        service(req, actor=current_user, now=http.now(), client=http.client_meta())
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for(".request_detail", request_id=req.id))
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for(".request_detail", request_id=req.id))
+
+
+@bp.post("/requests/<int:request_id>/clinical")
+@login_required
+@require("request.clinician_entries")
+def clinician_entries(request_id: int):
+    req = _load_request(request_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    raw = {
+        k: (request.form.getlist(k) if k == "clin_target_levels" else request.form.get(k, ""))
+        for k in intake_services.CLINICIAN_FIELDS
+        if k in request.form or k == "clin_target_levels"
+    }
+    try:
+        intake_services.update_clinician_entries(
+            req,
+            raw,
+            actor=current_user,
+            rules=http.rules(),
+            now=http.now(),
+            tz=http.clinic_tz(),
+            client=http.client_meta(),
+        )
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return _render_request(req, StatusForm(status=req.status), exc.errors, code=422)
+    db.session.commit()
+    flash("Clinical findings saved; signals updated.", "success")
+    return redirect(url_for(".request_detail", request_id=req.id))
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@login_required
+@require("users.manage")
+def users():
+    form = NewUserForm()
+    if form.validate_on_submit():
+        try:
+            services.create_staff(
+                form.email.data,
+                form.role.data,
+                form.password.data,
+                full_name=form.full_name.data or "",
+                actor=current_user,
+                now=http.now(),
+            )
+        except ValidationFailed as exc:
+            db.session.rollback()
+            for name, messages in exc.errors.items():
+                getattr(form, name).errors = list(messages)
+        else:
+            db.session.commit()
+            flash("Staff user created.", "success")
+            return redirect(url_for(".users"))
+    rows = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
+    return render_template(
+        "staff/users.html", rows=rows, form=form, roles=ROLE_LABELS, edit_form=EditUserForm()
+    ), 422 if form.errors else 200
+
+
+@bp.post("/users/<int:user_id>")
+@login_required
+@require("users.manage")
+def edit_user(user_id: int):
+    user = db.session.get(StaffUser, user_id) or abort(404)
+    form = EditUserForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        services.update_staff(
+            user, role=form.role.data, active=form.active.data, actor=current_user, now=http.now()
+        )
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash(" ".join(m for ms in exc.errors.values() for m in ms), "error")
+        return redirect(url_for(".users"))
+    db.session.commit()
+    flash("Saved.", "success")
+    return redirect(url_for(".users"))
+
+
+@bp.get("/audit")
+@login_required
+@require("audit.view")
+def audit_log():
+    patient_id = request.args.get("patient_id", type=int)
+    query = select(AuditEvent).order_by(AuditEvent.ts.desc(), AuditEvent.id.desc())
+    if patient_id:
+        query = query.where(AuditEvent.patient_id == patient_id)
+    rows = db.session.scalars(query.limit(500)).all()
+    return render_template(
+        "staff/audit.html", rows=rows, patient_id=patient_id, tz=http.clinic_tz()
+    )
