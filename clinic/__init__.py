@@ -28,6 +28,7 @@ def _configure_logging(app: Flask) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _register_extensions(app: Flask) -> None:

@@ -1,0 +1,86 @@
+"""Every intake field at and past its limits, checked by the one validator (no HTTP here)."""
+
+import pytest
+
+from clinic.intake import schema
+from clinic.intake.fields import FIELDS, SECTIONS
+from tests.limits import ALL_CASES, ALL_SHOWN, TODAY, with_value
+
+
+def test_all_shown_example_is_valid():
+    clean, errors = schema.validate_all(ALL_SHOWN, TODAY)
+    assert errors == {}
+    # every conditional field really is shown (and so kept) in this example
+    assert set(ALL_SHOWN) <= set(clean) | {"pregnancy_possible"}
+
+
+@pytest.mark.parametrize(
+    ("field_id", "value", "ok"),
+    ALL_CASES,
+    ids=[f"{c[0]}={str(c[1])[:20]!s}-{c[2]}" for c in ALL_CASES],
+)
+def test_field_limits(field_id, value, ok):
+    values, type_errors = schema.from_json(with_value(field_id, value))
+    _, errors = schema.validate_all(values, TODAY)
+    errors = {**errors, **type_errors}
+    if ok:
+        assert errors == {}
+    else:
+        assert list(errors) == [field_id]
+        assert all(isinstance(m, str) and m for m in errors[field_id])
+
+
+def test_every_field_has_cases():
+    covered = {c[0] for c in ALL_CASES}
+    assert covered == set(FIELDS)
+
+
+def test_hidden_fields_are_dropped():
+    values = with_value("tx_esi", False)
+    clean, errors = schema.validate_all(values, TODAY)
+    assert errors == {}
+    assert "tx_esi_count" not in clean and "tx_esi_last_date" not in clean
+
+
+def test_conditional_requirements():
+    values = dict(ALL_SHOWN, preferred_contact="email")
+    values.pop("email")
+    _, errors = schema.validate_all(values, TODAY)
+    assert "email" in errors
+    values = dict(ALL_SHOWN, preferred_contact="phone_call")
+    values.pop("phone_mobile")
+    _, errors = schema.validate_all(values, TODAY)
+    assert "phone_mobile" in errors
+    _, errors = schema.validate_all(dict(ALL_SHOWN, consent_email=False), TODAY)
+    assert errors["consent_email"][0].startswith("We need your OK")
+
+
+def test_phone_and_codes_are_canonical():
+    values, _ = schema.from_json(with_value("phone_mobile", "(555) 201-0123"))
+    clean, _ = schema.validate_all(values, TODAY)
+    assert clean["phone_mobile"] == "+15552010123"
+    values, _ = schema.from_json(
+        dict(ALL_SHOWN, symptom_locations=["thigh", "low_back"], medicare_mbi="1eg4-te5-mk73")
+    )
+    clean, _ = schema.validate_all(values, TODAY)
+    assert clean["symptom_locations"] == ["low_back", "thigh"]
+    assert clean["medicare_mbi"] == "1EG4TE5MK73"
+
+
+def test_unknown_fields_and_non_objects():
+    assert schema.from_json({"favourite_colour": "blue"})[1] == {
+        "favourite_colour": ["Unknown field."]
+    }
+    assert "_body" in schema.from_json(["not", "an", "object"])[1]
+
+
+def test_signature_mismatch_warns_but_does_not_block():
+    values = dict(ALL_SHOWN, e_signature="Someone Else")
+    _, errors = schema.validate_all(values, TODAY)
+    assert errors == {}
+    assert schema.signature_warning(values)
+    assert schema.signature_warning(ALL_SHOWN) is None
+
+
+def test_sections_cover_a_to_h_with_red_flags_first():
+    assert [s.id for s in SECTIONS] == ["C", "A", "B", "D", "E", "F", "G", "H"]
