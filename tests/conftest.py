@@ -130,7 +130,17 @@ def app(database_url, smtp_server):
     application = create_app(make_test_config(database_url, smtp_server.port))
     with application.app_context():
         upgrade(directory=str(ROOT / "migrations"))
-    return application
+    yield application
+    dispose(application)
+
+
+def dispose(application) -> None:
+    """Close an app's pooled connections (left open, they warn at exit)."""
+    from clinic.extensions import db
+
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 TABLES = (
@@ -340,3 +350,4 @@ def live_server(app, database_url, smtp_server):
     application.base_url = f"http://127.0.0.1:{port}"
     yield application
     server.shutdown()
+    dispose(application)

@@ -169,3 +169,47 @@ def with_value(field_id: str, value) -> dict:
     else:
         values[field_id] = value
     return values
+
+
+def _form_value(field: Field, value):
+    """The JSON-typed value as a browser would post it, or _SKIP when it has no form shape."""
+    kind = field.kind
+    if value is None:
+        return None
+    if kind in {"int", "decimal"}:
+        if isinstance(value, bool) or isinstance(value, str):
+            return _SKIP
+        return str(value)
+    if kind == "bool":
+        return {True: "yes", False: "no"}.get(value, _SKIP) if isinstance(value, bool) else _SKIP
+    if kind == "ack":
+        return ("y" if value else None) if isinstance(value, bool) else _SKIP
+    if kind == "multi":
+        return value if isinstance(value, list) else _SKIP
+    return value if isinstance(value, str) else _SKIP
+
+
+_SKIP = object()
+
+
+def form_cases_for(field: Field) -> list[tuple[str, object, bool]]:
+    out = []
+    for fid, value, ok in cases_for(field):
+        form_value = _form_value(field, value)
+        if form_value is not _SKIP:
+            out.append((fid, form_value, ok))
+    if field.kind == "int":
+        out += [(field.id, "twelve", False), (field.id, "1.5", False)]
+    if field.kind == "bool":
+        out.append((field.id, "maybe", False))
+    return out
+
+
+def to_form(fields, values: dict) -> dict:
+    """Form data for one step from JSON-typed values."""
+    data = {}
+    for field in fields:
+        value = _form_value(field, values.get(field.id))
+        if value is not None and value is not _SKIP:
+            data[field.id] = value
+    return data

@@ -66,8 +66,8 @@ def save(slug: str = SECTIONS[0].slug):
     draft = _draft()
     if index > 0 and (draft is None or draft.step < index):
         return redirect(url_for(".step", slug=SECTIONS[draft.step if draft else 0].slug))
-    if not form.validate_on_submit():
-        return _render_step(index, form, draft.answers if draft else {}, {}, expired=True), 400
+    if not form.validate_on_submit():  # CSRFProtect has already refused a bad token
+        abort(400)
     section = SECTIONS[index]
     now = http.now()
     context = {k: v for k, v in (draft.answers if draft else {}).items()}
@@ -124,7 +124,7 @@ def _finish(draft):
     return redirect(url_for(".done"))
 
 
-def _render_step(index, form, answers, errors, expired=False):
+def _render_step(index, form, answers, errors):
     section = SECTIONS[index]
     today = http.now().astimezone(http.clinic_tz()).date()
     shown = [
@@ -152,7 +152,6 @@ def _render_step(index, form, answers, errors, expired=False):
         sections=SECTIONS,
         answers=answers,
         errors=errors,
-        expired=expired,
         context=context,
         is_required=lambda f: schema.is_required(f, answers, today),
     )

@@ -1,0 +1,208 @@
+"""The multi-step intake form over HTTP: steps, drafts, triage pages, every field's limits."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from clinic.extensions import db
+from clinic.intake.fields import SECTIONS
+from clinic.intake.models import ConsultationRequest, IntakeDraft
+from tests.limits import ALL_SHOWN, form_cases_for, to_form
+
+
+def post_step(client, index, values):
+    section = SECTIONS[index]
+    return client.post(f"/intake/{section.slug}", data=to_form(section.fields, values))
+
+
+def walk(client, values, upto=len(SECTIONS)):
+    """Post steps 0..upto-1 with the given answers; every one must move on."""
+    response = None
+    for index in range(upto):
+        response = post_step(client, index, values)
+        assert response.status_code == 302, (SECTIONS[index].slug, response.data[-3000:])
+    return response
+
+
+def requests_in_db(app):
+    with app.app_context():
+        return db.session.scalars(select(ConsultationRequest)).all()
+
+
+def test_home_leads_to_the_intake(client, app):
+    page = client.get("/").get_data(as_text=True)
+    assert 'href="/intake"' in page
+
+
+def test_first_step_is_the_red_flag_screen(client, app):
+    page = client.get("/intake").get_data(as_text=True)
+    assert "Step 1 of 8" in page and "Urgent symptoms check" in page
+    assert 'name="rf_bowel"' in page
+    assert "not monitored 24/7" in page
+
+
+def test_later_steps_cannot_be_skipped_to(client, app):
+    response = client.get("/intake/health")
+    assert response.status_code == 302 and response.location.endswith("/intake/red-flags")
+    response = client.post("/intake/consent", data={})
+    assert response.status_code == 302
+
+
+def test_whole_intake_creates_one_request(client, app, inbox):
+    response = walk(client, ALL_SHOWN)
+    assert response.location.endswith("/intake/done")
+    page = client.get("/intake/done").get_data(as_text=True)
+    assert "What happens next" in page
+    [req] = requests_in_db(app)
+    assert req.triage == "routine" and req.source == "proxy" and req.proxy_name == "Ann Okafor"
+    assert req.answers["tx_surgery_levels"] == ["L5-S1"]
+    assert set(req.answered_at) == {s.id for s in SECTIONS}
+    assert req.consents["consent_email"]["text_version"] == "consent-email-2026-01"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(IntakeDraft)) == 0
+
+
+def test_answers_are_kept_server_side_not_in_urls_or_cookies(client, app):
+    walk(client, ALL_SHOWN, upto=3)
+    cookie = client.get_cookie("clinic_session")
+    assert cookie is not None
+    assert "Okafor" not in cookie.value and "1952" not in cookie.value
+    with app.app_context():
+        [draft] = db.session.scalars(select(IntakeDraft)).all()
+        assert draft.answers["last_name"] == "Okafor" and draft.step == 3
+    # going back shows what was saved
+    page = client.get("/intake/about-you").get_data(as_text=True)
+    assert 'value="Okafor"' in page
+
+
+def test_errors_show_a_summary_and_a_message_on_each_field(client, app):
+    walk(client, ALL_SHOWN, upto=1)
+    values = dict(ALL_SHOWN, first_name="", date_of_birth="1950-02-30")
+    response = post_step(client, 1, values)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'class="error-summary"' in page and "There are 2 problems" in page
+    assert '<a href="#first_name">' in page and '<a href="#date_of_birth">' in page
+    assert 'id="first_name-error"' in page and 'aria-invalid="true"' in page
+    # what was typed stays on the page; earlier answers stay saved
+    assert 'value="Okafor"' in page
+    back = client.get("/intake/red-flags").get_data(as_text=True)
+    assert re.search(r'value="no" checked', back)
+
+
+def test_labels_are_tied_to_inputs(client, app):
+    walk(client, ALL_SHOWN, upto=3)
+    page = client.get("/intake/symptoms").get_data(as_text=True)
+    ids = re.findall(r'<input[^>]*\bid="([^"]+)"', page)
+    assert ids
+    for input_id in ids:
+        if input_id == "csrf_token":
+            continue
+        assert f'for="{input_id}"' in page, input_id
+
+
+EMERGENCY_PAGE = "Call 911 or go to the nearest emergency department now."
+
+
+def test_emergency_answer_blocks_saves_and_alerts(client, app):
+    values = dict(ALL_SHOWN, rf_urinary_retention="new")
+    response = post_step(client, 0, values)
+    assert response.status_code == 302 and response.location.endswith("/intake/emergency")
+    page = client.get("/intake/emergency").get_data(as_text=True)
+    assert EMERGENCY_PAGE in page and "Continue my request anyway" in page
+    [req] = requests_in_db(app)
+    assert req.triage == "emergency" and not req.complete and req.patient_id is None
+    # "continue anyway" completes the same request rather than making a second one
+    response = client.post("/intake/emergency", data={"continue_anyway": "1"})
+    assert response.location.endswith("/intake/about-you")
+    for index in range(1, len(SECTIONS)):
+        assert post_step(client, index, values).status_code == 302
+    [req] = requests_in_db(app)
+    assert req.complete and req.patient_id is not None and req.triage == "emergency"
+    assert EMERGENCY_PAGE.split(" now")[0] in client.get("/intake/done").get_data(as_text=True)
+
+
+def test_emergency_read_ends_the_form(client, app):
+    post_step(client, 0, dict(ALL_SHOWN, rf_bilateral_new="worsening"))
+    page = client.post("/intake/emergency", data={"read": "1"}).get_data(as_text=True)
+    assert "Call 911" in page
+    # the draft key is gone: the form starts afresh
+    assert client.get("/intake/about-you").location.endswith("/intake/red-flags")
+    assert len(requests_in_db(app)) == 1
+
+
+def test_urgent_answer_says_call_us_today(client, app):
+    response = post_step(client, 0, dict(ALL_SHOWN, rf_night_pain="new"))
+    assert response.location.endswith("/intake/urgent")
+    page = client.get("/intake/urgent").get_data(as_text=True)
+    assert "Please call our office today" in page and 'href="/intake/about-you"' in page
+    walk_from = [
+        post_step(client, i, ALL_SHOWN | {"rf_night_pain": "new"}) for i in range(1, len(SECTIONS))
+    ]
+    assert walk_from[-1].location.endswith("/intake/done")
+    [req] = requests_in_db(app)
+    assert req.triage == "urgent" and req.callback_due_at is not None
+    assert "Please call us today" in client.get("/intake/done").get_data(as_text=True)
+
+
+def test_genitals_symptom_re_asks_the_saddle_question(client, app):
+    walk(client, ALL_SHOWN, upto=3)
+    values = dict(ALL_SHOWN, symptom_locations=["genitals_perineum"])
+    values.pop("rf_saddle_numbness_recheck")
+    response = post_step(client, 3, values)
+    assert response.status_code == 422
+    assert 'id="rf_saddle_numbness_recheck-error"' in response.get_data(as_text=True)
+    values["rf_saddle_numbness_recheck"] = "new"
+    response = post_step(client, 3, values)
+    assert response.location.endswith("/intake/emergency")
+    [req] = requests_in_db(app)
+    assert req.triage == "emergency"
+
+
+def _step_cases(index):
+    return [case for field in SECTIONS[index].fields for case in form_cases_for(field)]
+
+
+@pytest.mark.parametrize("index", range(len(SECTIONS)), ids=[s.slug for s in SECTIONS])
+def test_every_field_limit_in_the_form(client, app, index):
+    walk(client, ALL_SHOWN, upto=index)
+    section = SECTIONS[index]
+    failures = []
+    last = index == len(SECTIONS) - 1
+    for field_id, value, ok in sorted(_step_cases(index), key=lambda case: case[2]):
+        if ok and last:
+            # sending the last step ends the draft: start a fresh intake for each accepted case
+            client.delete_cookie("clinic_session")
+            walk(client, ALL_SHOWN, upto=index)
+        data = to_form(section.fields, ALL_SHOWN)
+        data.pop(field_id, None)
+        if value is not None:
+            data[field_id] = value
+        response = client.post(f"/intake/{section.slug}", data=data)
+        page = response.get_data(as_text=True)
+        if ok and response.status_code != 302:
+            failures.append((field_id, value, "refused", response.status_code))
+        if not ok:
+            if response.status_code != 422 or f'id="{field_id}-error"' not in page:
+                failures.append((field_id, str(value)[:30], "accepted", response.status_code))
+            elif "There is a problem" not in page:
+                failures.append((field_id, str(value)[:30], "more than one error", 422))
+    assert failures == []
+    assert requests_in_db(app) == [] or last
+
+
+def test_csrf_is_required(app, database_url, smtp_server):
+    from clinic import create_app
+    from tests.conftest import dispose, make_test_config
+
+    strict = create_app(make_test_config(database_url, smtp_server.port, WTF_CSRF_ENABLED=True))
+    client = strict.test_client()
+    response = client.post("/intake/red-flags", data=to_form(SECTIONS[0].fields, ALL_SHOWN))
+    assert response.status_code == 400
+    assert "Please try again" in response.get_data(as_text=True)
+    page = client.get("/intake").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    data = to_form(SECTIONS[0].fields, ALL_SHOWN) | {"csrf_token": token}
+    assert client.post("/intake/red-flags", data=data).status_code == 302
+    dispose(strict)
