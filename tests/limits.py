@@ -177,7 +177,7 @@ def _form_value(field: Field, value):
     if value is None:
         return None
     if kind in {"int", "decimal"}:
-        if isinstance(value, bool) or isinstance(value, str):
+        if isinstance(value, bool | str):
             return _SKIP
         return str(value)
     if kind == "bool":

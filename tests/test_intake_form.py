@@ -16,7 +16,10 @@ def post_step(client, index, values):
     return client.post(f"/intake/{section.slug}", data=to_form(section.fields, values))
 
 
-def walk(client, values, upto=len(SECTIONS)):
+STEPS = len(SECTIONS)
+
+
+def walk(client, values, upto=STEPS):
     """Post steps 0..upto-1 with the given answers; every one must move on."""
     response = None
     for index in range(upto):
