@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from clinic.errors import ValidationFailed
@@ -22,6 +23,7 @@ def register(app: Flask) -> None:
 
 
 @click.command("create-staff")
+@with_appcontext
 @click.argument("email")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
 @click.option("--password", default=None, help="At least 12 characters; asked for if omitted.")
@@ -42,6 +44,7 @@ def create_staff(email: str, role: str, password: str | None, full_name: str) ->
 
 
 @click.command("create-api-token")
+@with_appcontext
 @click.argument("email")
 def create_api_token(email: str) -> None:
     """Print a new bearer token for a staff user."""
@@ -57,6 +60,7 @@ def create_api_token(email: str) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option("--if-empty", is_flag=True, help="Do nothing when staff users exist already.")
 def seed_demo(if_empty: bool) -> None:
     """Fill a believable demo clinic: staff users and consultation requests."""

@@ -1,0 +1,345 @@
+"""The back office: login and sessions, roles, the queue, request pages, the audit log."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from clinic.extensions import db
+from clinic.intake.models import ConsultationRequest
+from clinic.models import AuditEvent, StaffSession, StaffUser
+from tests.conftest import FIXED_NOW, STAFF_PASSWORD
+
+
+def events(app, action=None):
+    with app.app_context():
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if action:
+            query = query.where(AuditEvent.action == action)
+        return db.session.scalars(query).all()
+
+
+def test_login_page_and_wrong_password(app, client, make_staff):
+    make_staff("nurse")
+    assert client.get("/staff/").location.startswith("/staff/login")
+    response = client.post("/staff/login", data={"email": "nurse@clinic.test", "password": "no"})
+    assert response.status_code == 401
+    assert "don&#39;t match" in response.get_data(as_text=True)
+    response = client.post("/staff/login", data={"email": "nobody@clinic.test", "password": "x"})
+    assert response.status_code == 401
+    failed = events(app, "login_failed")
+    assert len(failed) == 2 and failed[0].actor_id is not None and failed[1].actor_id is None
+    assert all(e.outcome == "failure" for e in failed)
+
+
+def test_passwords_are_argon2id_at_owasp_strength(app, make_staff):
+    user_id = make_staff("nurse")
+    with app.app_context():
+        hashed = db.session.get(StaffUser, user_id).password_hash
+    assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert STAFF_PASSWORD not in hashed
+
+
+def test_logout_ends_the_session_on_the_server(app, client, login):
+    login("nurse")
+    stolen = client.get_cookie("clinic_session").value
+    assert client.get("/staff/requests").status_code == 200
+    client.post("/staff/logout")
+    assert client.get("/staff/requests").status_code == 302
+    # replaying the old cookie does not bring the session back
+    client.set_cookie("clinic_session", stolen)
+    response = client.get("/staff/requests")
+    assert response.status_code == 302 and "/staff/login" in response.location
+    with app.app_context():
+        [session] = db.session.scalars(select(StaffSession)).all()
+        assert session.end_reason == "logout"
+    assert [e.action for e in events(app)][:2] == ["permission_change", "login"]
+    assert "logout" in [e.action for e in events(app)]
+
+
+def test_idle_logout_after_15_minutes(app, client, login):
+    login("front_desk")
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=14)
+    assert client.get("/staff/requests").status_code == 200  # activity renews the session
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=28)
+    assert client.get("/staff/requests").status_code == 200
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=43, seconds=1)
+    response = client.get("/staff/requests")
+    assert response.status_code == 302
+    page = client.get(response.location).get_data(as_text=True)
+    assert "15 minutes" in page
+    with app.app_context():
+        [session] = db.session.scalars(select(StaffSession)).all()
+        assert session.end_reason == "idle"
+    # coming back in time does not revive it
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=1)
+    assert client.get("/staff/requests").status_code == 302
+
+
+def test_pages_ask_the_browser_to_leave_when_idle(app, client, login):
+    login("nurse")
+    page = client.get("/staff/requests").get_data(as_text=True)
+    assert 'http-equiv="refresh" content="905;url=/staff/session-expired"' in page
+    client.get("/staff/session-expired")
+    assert client.get("/staff/requests").status_code == 302
+
+
+def test_deactivated_user_is_logged_out(app, client, login):
+    login("billing")
+    with app.app_context():
+        db.session.execute(text("UPDATE staff_user SET active = false"))
+        db.session.commit()
+    assert client.get("/staff/requests").status_code == 302
+
+
+def test_queue_sorted_by_urgency_then_age(app, client, login, make_request):
+    old_routine = make_request(now=FIXED_NOW - timedelta(days=3))
+    new_routine = make_request(now=FIXED_NOW - timedelta(hours=1))
+    urgent = make_request(rf_fever="new", now=FIXED_NOW - timedelta(hours=2))
+    emergency = make_request(rf_bowel="new", now=FIXED_NOW - timedelta(minutes=5))
+    login("front_desk")
+    page = client.get("/staff/requests").get_data(as_text=True)
+    order = [
+        page.index(f"Open request #{i}<") for i in (emergency, urgent, old_routine, new_routine)
+    ]
+    assert order == sorted(order)
+    assert "Call by" in page and "Red flag alert" in page
+    only_urgent = client.get("/staff/requests?triage=urgent").get_data(as_text=True)
+    assert f"#{urgent}<" in only_urgent and f"#{emergency}<" not in only_urgent
+    callbacks = client.get("/staff/requests?callback=pending").get_data(as_text=True)
+    assert f"#{urgent}<" in callbacks and f"#{old_routine}<" not in callbacks
+
+
+def test_nurse_sees_clinical_detail(app, client, login, make_request):
+    request_id = make_request(
+        rf_bowel="new",
+        anticoag_any=True,
+        anticoag_agents=["warfarin"],
+        anticoag_reason=["afib"],
+        anticoag_prescriber="Dr. Feld",
+    )
+    login("nurse")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert page.index("Red flags") < page.index("Candidacy signals") < page.index("Your symptoms")
+    assert "Unable to control your bowels" in page
+    assert "ANTICOAG" in page and "Warfarin" in page
+    assert "MEDICARE_CED" in page  # coverage signals too
+    assert "Acknowledge red flags" in page
+
+
+def test_front_desk_sees_that_a_red_flag_exists_but_no_clinical_answers(
+    app, client, login, make_request
+):
+    request_id = make_request(
+        rf_bowel="new",
+        anticoag_any=True,
+        anticoag_agents=["warfarin"],
+        anticoag_reason=["afib"],
+        anticoag_prescriber="Dr. Feld",
+    )
+    login("front_desk")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "A red-flag alert exists" in page
+    for clinical in (
+        "Unable to control your bowels",
+        "Candidacy signals",
+        "Your symptoms",
+        "Warfarin",
+        "ANTICOAG",
+        "Acknowledge red flags",
+        "Your health",
+    ):
+        assert clinical not in page
+    assert "Margaret" in page and "Insurance" in page and "Change status" in page
+
+
+def test_billing_sees_coverage_but_not_clinical(app, client, login, make_request):
+    request_id = make_request()
+    login("billing")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "MEDICARE_CED" in page and "NC_PATTERN" not in page and "Your symptoms" not in page
+    assert "Change status" not in page
+    assert (
+        client.post(
+            f"/staff/requests/{request_id}/status", data={"status": "in_review", "reason": "x"}
+        ).status_code
+        == 403
+    )
+
+
+def test_admin_manages_users_but_sees_no_patients(app, client, login, make_request):
+    request_id = make_request()
+    login("admin")
+    assert client.get("/staff/").location.endswith("/staff/users")
+    assert client.get("/staff/requests").status_code == 403
+    assert client.get(f"/staff/requests/{request_id}").status_code == 403
+    response = client.post(
+        "/staff/users",
+        data={
+            "email": "new.nurse@clinic.test",
+            "full_name": "New Nurse",
+            "role": "nurse",
+            "password": "short",
+        },
+    )
+    assert response.status_code == 422 and "12" in response.get_data(as_text=True)
+    response = client.post(
+        "/staff/users",
+        data={
+            "email": "new.nurse@clinic.test",
+            "full_name": "New Nurse",
+            "role": "nurse",
+            "password": STAFF_PASSWORD,
+        },
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        user = db.session.scalars(
+            select(StaffUser).where(StaffUser.email == "new.nurse@clinic.test")
+        ).one()
+        user_id = user.id
+    client.post(f"/staff/users/{user_id}", data={"role": "physician"})  # active unticked
+    with app.app_context():
+        user = db.session.get(StaffUser, user_id)
+        assert user.role == "physician" and not user.active
+
+
+@pytest.mark.parametrize("role", ["front_desk", "nurse", "physician"])
+def test_status_change_needs_a_reason_and_is_recorded(app, client, login, make_request, role):
+    request_id = make_request()
+    login(role)
+    url = f"/staff/requests/{request_id}/status"
+    response = client.post(url, data={"status": "in_review", "reason": ""})
+    assert response.status_code == 422
+    response = client.post(url, data={"status": "in_review", "reason": "x" * 1001})
+    assert response.status_code == 422
+    response = client.post(url, data={"status": "bogus", "reason": "why"})
+    assert response.status_code == 422
+    response = client.post(url, data={"status": "in_review", "reason": "Nurse reviewing"})
+    assert response.status_code == 302
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "new &rarr; in review" in page and "Nurse reviewing" in page
+    with app.app_context():
+        req = db.session.get(ConsultationRequest, request_id)
+        assert req.status == "in_review"
+        assert [(c.from_status, c.to_status) for c in req.status_changes] == [("new", "in_review")]
+    [change] = [e for e in events(app, "update") if e.changed_fields == ["status"]]
+    assert change.reason == "Nurse reviewing" and change.actor_role == role
+
+
+def test_acknowledge_and_callback(app, client, login, make_request):
+    request_id = make_request(rf_fever="new")
+    login("nurse")
+    assert client.post(f"/staff/requests/{request_id}/acknowledge").status_code == 302
+    assert client.post(f"/staff/requests/{request_id}/callback-done").status_code == 302
+    with app.app_context():
+        req = db.session.get(ConsultationRequest, request_id)
+        assert req.red_flag_ack_at == FIXED_NOW and req.callback_done_at == FIXED_NOW
+    assert len(events(app, "red_flag_ack")) == 1
+
+
+def test_front_desk_cannot_acknowledge_red_flags(app, client, login, make_request):
+    request_id = make_request(rf_fever="new")
+    login("front_desk")
+    assert client.post(f"/staff/requests/{request_id}/acknowledge").status_code == 403
+
+
+def test_clinician_findings_update_signals(app, client, login, make_request):
+    request_id = make_request()
+    login("physician")
+    url = f"/staff/requests/{request_id}/clinical"
+    response = client.post(url, data={"clin_lf_thickness_mm": "16", "clin_mme": "abc"})
+    assert response.status_code == 422
+    body = response.get_data(as_text=True)
+    assert "from 0.0 to 15.0" in body and "Enter a number" in body
+    response = client.post(
+        url,
+        data={
+            "clin_lf_thickness_mm": "3.2",
+            "clin_target_levels": ["L4-5"],
+            "clin_spondylolisthesis": "grade_II_plus",
+        },
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        req = db.session.get(ConsultationRequest, request_id)
+        signals = {s["code"]: s["level"] for s in req.candidacy_signals}
+    assert signals["IMAGING_LF"] == "support" and signals["INSTABILITY"] == "likely_exclusion"
+
+
+def test_every_view_of_a_request_is_audited_and_admin_sees_who(app, client, login, make_request):
+    request_id = make_request()
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    login("nurse")
+    client.get(f"/staff/requests/{request_id}")
+    client.get(f"/staff/requests/{request_id}")
+    client.post("/staff/logout")
+    login("admin")
+    page = client.get(f"/staff/audit?patient_id={patient_id}").get_data(as_text=True)
+    assert f"Who looked at patient #{patient_id}" in page
+    assert page.count("nurse@clinic.test (nurse)") == 2
+    assert "view" in page
+
+
+def test_audit_log_is_append_only(app):
+    from clinic import audit
+
+    with app.app_context():
+        audit.record("login", now=datetime.now(UTC))
+        db.session.commit()
+        for statement in (
+            "UPDATE audit_event SET action = 'x'",
+            "DELETE FROM audit_event",
+            "TRUNCATE audit_event",
+        ):
+            with pytest.raises(Exception, match="append-only"):
+                db.session.execute(text(statement))
+            db.session.rollback()
+        assert db.session.scalar(text("SELECT count(*) FROM audit_event")) == 1
+
+
+def test_cli_create_staff_and_api_token(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=[
+            "create-staff",
+            "Dr.Who@Clinic.test",
+            "--role",
+            "physician",
+            "--password",
+            STAFF_PASSWORD,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        args=[
+            "create-staff",
+            "dr.who@clinic.test",
+            "--role",
+            "physician",
+            "--password",
+            STAFF_PASSWORD,
+        ]
+    )
+    assert result.exit_code == 2 and "exists" in result.output
+    result = runner.invoke(
+        args=["create-staff", "x@clinic.test", "--role", "janitor", "--password", STAFF_PASSWORD]
+    )
+    assert result.exit_code == 2
+    result = runner.invoke(args=["create-api-token", "dr.who@clinic.test"])
+    assert result.exit_code == 0
+    token = result.output.strip()
+    assert token.startswith("clin_") and len(token) > 30
+    assert runner.invoke(args=["create-api-token", "nobody@clinic.test"]).exit_code == 2
+
+
+def test_seed_demo(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    assert "Seeded 7 staff users" in result.output
+    with app.app_context():
+        triages = [r.triage for r in db.session.scalars(select(ConsultationRequest))]
+    assert {"emergency", "urgent", "routine"} <= set(triages)
+    assert "not seeding" in runner.invoke(args=["seed-demo", "--if-empty"]).output
