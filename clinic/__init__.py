@@ -38,8 +38,8 @@ def _register_extensions(app: Flask) -> None:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
+    limiter.init_app(app)  # before CSRF, so refused POSTs count against the limit too
     csrf.init_app(app)
-    limiter.init_app(app)
     init_auth(app)
     celery_init_app(app)
 

@@ -20,3 +20,10 @@ def celery_init_app(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+def enqueue(task, *args) -> None:
+    """Send a task through the current Flask app's own Celery app (not a global default)."""
+    from flask import current_app
+
+    current_app.extensions["celery"].tasks[task.name].apply_async(args=args)

@@ -66,7 +66,8 @@ def from_environment(env: dict[str, str] | None = None) -> dict:
         "BASE_URL": (env.get("BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
         "PORT": port,
         "CLINIC_TIMEZONE": env.get("CLINIC_TIMEZONE") or "America/New_York",
-        "CLINIC_NAME": env.get("CLINIC_NAME") or "Riverside Spine Clinic",
+        # Used in emails too: a neutral name keeps the specialty out of patients' inboxes.
+        "CLINIC_NAME": env.get("CLINIC_NAME") or "Riverside Clinic",
         "CLINIC_PHONE": env.get("CLINIC_PHONE") or "(555) 010-0100",
         "STAFF_ALERT_EMAIL": env.get("STAFF_ALERT_EMAIL") or "frontdesk@clinic.example",
         "SMTP_HOST": env.get("SMTP_HOST") or "127.0.0.1",
@@ -75,6 +76,7 @@ def from_environment(env: dict[str, str] | None = None) -> dict:
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or "",
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
         "SMTP_TIMEOUT": float(env.get("SMTP_TIMEOUT") or 10),
+        "EMAIL_RETRY_BASE_SECONDS": float(env.get("EMAIL_RETRY_BASE_SECONDS") or 15),
         "MAIL_FROM": env.get("MAIL_FROM") or "Clinic <no-reply@clinic.example>",
         "NOTIFY_SEND_HOURS": _send_hours(env.get("NOTIFY_SEND_HOURS") or "9-18"),
         "DISPATCH_INTERVAL_SECONDS": int(env.get("DISPATCH_INTERVAL_SECONDS") or 60),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinic import http
+from clinic.celery_app import enqueue
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
 from clinic.intake import services, tasks
@@ -81,6 +82,6 @@ def after_commit(
         jobs.append(tasks.send_acknowledgement)
     for job in jobs:
         try:
-            job.delay(request_id)
+            enqueue(job, request_id)
         except Exception as exc:  # the request is saved; staff still see it in the queue
             logger.error("could not enqueue %s: %s", job.name, type(exc).__name__)

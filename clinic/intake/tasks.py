@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import smtplib
 from datetime import timedelta
 
@@ -33,8 +34,10 @@ def _send_with_retry(task, build):
         logger.warning("%s gave up: %s", task.name, exc)
         return "failed"
     except RETRYABLE as exc:
-        delay = min(600, 15 * 2**task.request.retries)
-        logger.info("%s will retry in about %ss (%s)", task.name, delay, type(exc).__name__)
+        # bounded exponential backoff with jitter
+        base = current_app.config["EMAIL_RETRY_BASE_SECONDS"]
+        delay = min(600, base * 2**task.request.retries) * random.uniform(0.8, 1.2)
+        logger.info("%s will retry in %.0fs (%s)", task.name, delay, type(exc).__name__)
         raise task.retry(exc=exc, countdown=delay, max_retries=6) from None
     return "sent"
 

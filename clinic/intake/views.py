@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
 from clinic import http
-from clinic.extensions import db, limiter
+from clinic.extensions import csrf, db, limiter
 from clinic.intake import drafts, schema, services
 from clinic.intake.conditions import fields_named
 from clinic.intake.fields import SECTIONS
@@ -60,6 +60,7 @@ def step(slug: str = SECTIONS[0].slug):
 @bp.post("/intake")
 @bp.post("/intake/<slug>")
 @limiter.limit(_public_post_limit, methods=["POST"])
+@csrf.exempt  # checked by the form below, after the rate limit has counted the POST
 def save(slug: str = SECTIONS[0].slug):
     index = _step_index(slug)
     form = IntakeStepForm()

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from clinic import audit, http
 from clinic.errors import DomainError, ValidationFailed
-from clinic.extensions import db, limiter
+from clinic.extensions import csrf, db, limiter
 from clinic.intake import services as intake_services
 from clinic.intake.models import ConsultationRequest, RequestStatus
 from clinic.intake.rules import Triage
@@ -29,6 +29,7 @@ def _login_limit():
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@csrf.exempt  # checked by LoginForm, after the rate limit has counted the POST
 def login():
     if current_user.is_authenticated:
         return redirect(url_for(".queue" if can(current_user, "queue.view") else ".home"))
