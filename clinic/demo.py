@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 
 from clinic.api.openapi import EXAMPLE_REQUEST
+from clinic.intake import schema
 from clinic.intake import services as intake_services
 from clinic.intake.rules import load_rules
 from clinic.staff import services as staff_services
@@ -111,7 +112,7 @@ def seed(*, password: str, now: datetime) -> str:
             "e_signature": f"{first} {last}",
             **overrides,
         }
-        values = {k: v for k, v in values.items() if v is not None}
+        values, _ = schema.from_json({k: v for k, v in values.items() if v is not None})
         intake_services.submit_request(
             values,
             source="patient",

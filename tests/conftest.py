@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 FIXED_NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
+# One Celery queue per test session, so parallel sessions on one Redis never share work.
+TEST_QUEUE = f"clinic-test-{uuid.uuid4().hex[:8]}"
 
 
 def free_port() -> int:
@@ -108,6 +110,7 @@ def make_test_config(database_url: str, smtp_port: int, **extra) -> dict:
             "broker_connection_timeout": 2,
             "broker_connection_max_retries": 1,
             "task_acks_late": True,
+            "task_default_queue": TEST_QUEUE,
         },
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": smtp_port,
@@ -203,15 +206,17 @@ def example_values(**overrides) -> dict:
 def make_request(app):
     """Store a consultation request through the service (no emails)."""
     from clinic.extensions import db
-    from clinic.intake import services
+    from clinic.intake import schema, services
     from clinic.intake.rules import load_rules
 
     def factory(now: datetime = FIXED_NOW, **overrides):
         from zoneinfo import ZoneInfo
 
         with app.app_context():
+            values, errors = schema.from_json(example_values(**overrides))
+            assert errors == {}
             req = services.submit_request(
-                example_values(**overrides),
+                values,
                 source="patient",
                 rules=load_rules(""),
                 now=now,
@@ -276,6 +281,7 @@ def child_env(database_url: str, smtp_port: int, **extra) -> dict:
             "BASE_URL": "http://clinic.test",
             "STAFF_ALERT_EMAIL": "alerts@clinic.test",
             "RATELIMIT_ENABLED": "false",
+            "EMAIL_RETRY_BASE_SECONDS": "0.5",
             "PYTHONPATH": str(ROOT),
         }
     )
@@ -299,6 +305,8 @@ def celery_worker(app, database_url, smtp_server, tmp_path_factory):
             "worker",
             "--pool=solo",
             "--loglevel=INFO",
+            "-Q",
+            TEST_QUEUE,
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",

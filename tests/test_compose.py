@@ -266,6 +266,8 @@ def fresh_import(monkeypatch, tmp_path):
     monkeypatch.setenv("CLINIC_INSTANCE_PATH", str(tmp_path))
     for name in ("CLINIC_ENV", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
+    # The rate limiter is one object per process: keep it switched off for the other tests.
+    monkeypatch.setenv("RATELIMIT_ENABLED", "false")
     monkeypatch.syspath_prepend(str(ROOT))
     # worker.py makes its Celery app the process default; put the previous one back after.
     monkeypatch.setattr(celery._state, "default_app", celery._state.default_app)

@@ -281,7 +281,7 @@ CONTACT = Section(
             "date",
             True,
             clinical=False,
-            help="For example 1951-03-27",
+            help="Month/day/year, for example 03/27/1951",
             extra={"min_age": 18, "max_age": 120},
         ),
         Field(

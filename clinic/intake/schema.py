@@ -148,10 +148,7 @@ def _parse_string(field: Field, raw: str) -> Any:
             raise FieldError("Choose one of the options given.")
         return raw
     if kind == "date":
-        try:
-            return date.fromisoformat(raw).isoformat() if len(raw) == 10 else _bad_date()
-        except ValueError:
-            raise FieldError("Enter a real date as YYYY-MM-DD, like 1951-03-27.") from None
+        return _parse_date(raw)
     if kind == "month":
         return _parse_month(raw)
     if kind == "email":
@@ -168,8 +165,21 @@ def _parse_string(field: Field, raw: str) -> Any:
     return raw
 
 
-def _bad_date():
-    raise ValueError
+_DATE_US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+def _parse_date(raw: str) -> str:
+    """YYYY-MM-DD, or the US MM/DD/YYYY that patients type; stored as YYYY-MM-DD."""
+    try:
+        us = _DATE_US.match(raw)
+        if us:
+            month, day, year = (int(g) for g in us.groups())
+            return date(year, month, day).isoformat()
+        if len(raw) == 10:
+            return date.fromisoformat(raw).isoformat()
+    except ValueError:
+        pass
+    raise FieldError("Enter a real date, like 03/27/1951.")
 
 
 def _parse_month(raw: str) -> str:

@@ -142,6 +142,7 @@ def submit_request(
 ) -> ConsultationRequest:
     """Validate a whole intake and store it as a request attached to a patient.
 
+    ``values`` are parsed Python values (``schema.from_form`` / ``schema.from_json``).
     ``existing`` is the partial request saved when an emergency answer was given early; the
     full submission completes it rather than creating a second one.
     """
@@ -216,7 +217,8 @@ def _apply_rules(request: ConsultationRequest, rules: RuleSet, now: datetime, tz
     request.candidacy_signals = candidacy_signals(
         request.answers, request.clinician_entries or {}, rules, today
     )
-    if result.level == Triage.URGENT and request.callback_due_at is None:
+    # urgent: call back today; emergency: check the patient got emergency care
+    if result.level != Triage.ROUTINE and request.callback_due_at is None:
         request.callback_due_at = callback_due(now, tz)
     if newly_flagged:
         db.session.flush()
