@@ -33,6 +33,11 @@ def register_security_headers(app: Flask) -> None:
         return response
 
 
+def public_post_limit() -> str:
+    """The rate limit of the public POSTs (intake, API, staff login), from the config."""
+    return current_app.config["PUBLIC_POST_RATE_LIMIT"]
+
+
 def client_meta() -> dict:
     return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
 

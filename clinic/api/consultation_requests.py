@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, request
+from flask import abort, jsonify, request
 
 from clinic import audit, http
 from clinic.api import bp
@@ -15,10 +15,6 @@ from clinic.staff import presenters
 from clinic.staff.auth import bearer_user
 from clinic.staff.roles import can
 from clinic.tokens import make_token
-
-
-def _limit():
-    return current_app.config["PUBLIC_POST_RATE_LIMIT"]
 
 
 def json_body() -> dict:
@@ -35,14 +31,14 @@ def json_body() -> dict:
 
 @bp.post("/consultation-requests")
 @csrf.exempt
-@limiter.limit(_limit)
+@limiter.limit(http.public_post_limit)
 def create_consultation_request():
     values, type_errors = schema.from_json(json_body())
-    today = http.now().astimezone(http.clinic_tz()).date()
-    _, rule_errors = schema.validate_all(values, today)
-    errors = {**rule_errors, **type_errors}
-    if errors:
-        raise ValidationFailed(errors)
+    if type_errors:
+        # report the rule errors of the other fields too, in one answer
+        today = http.now().astimezone(http.clinic_tz()).date()
+        _, rule_errors = schema.validate_all(values, today)
+        raise ValidationFailed({**rule_errors, **type_errors})
     req = submit_values(values, source="api", client=http.client_meta())
     body = {"id": req.id, "patient_id": req.patient_id, "triage": req.triage}
     if req.triage != "emergency":

@@ -13,7 +13,6 @@ from clinic.intake import drafts, schema, services
 from clinic.intake.conditions import fields_named
 from clinic.intake.fields import SECTIONS
 from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
-from clinic.intake.models import ConsultationRequest
 from clinic.intake.rules import Triage, triage
 from clinic.intake.submit import after_commit, submit_from_draft
 
@@ -22,12 +21,6 @@ bp = Blueprint("intake", __name__)
 
 DRAFT_IDLE = timedelta(hours=24)
 SESSION_KEY = "intake_draft"
-
-
-def _public_post_limit():
-    from flask import current_app
-
-    return current_app.config["PUBLIC_POST_RATE_LIMIT"]
 
 
 @bp.get("/")
@@ -59,7 +52,7 @@ def step(slug: str = SECTIONS[0].slug):
 
 @bp.post("/intake")
 @bp.post("/intake/<slug>")
-@limiter.limit(_public_post_limit, methods=["POST"])
+@limiter.limit(http.public_post_limit, methods=["POST"])
 @csrf.exempt  # checked by the form below, after the rate limit has counted the POST
 def save(slug: str = SECTIONS[0].slug):
     index = _step_index(slug)
@@ -71,7 +64,7 @@ def save(slug: str = SECTIONS[0].slug):
         abort(400)
     section = SECTIONS[index]
     now = http.now()
-    context = {k: v for k, v in (draft.answers if draft else {}).items()}
+    context = dict(draft.answers) if draft else {}
     values, errors = schema.from_form(section, request.form)
     clean, more = schema.validate(
         [section], values, context, now.astimezone(http.clinic_tz()).date()
@@ -188,7 +181,4 @@ def done():
     info = session.get("intake_done")
     if not info:
         return redirect(url_for(".home"))
-    req = db.session.get(ConsultationRequest, info["id"])
-    if req is None:
-        abort(404)
     return render_template("intake/done.html", triage=info["triage"])

@@ -21,14 +21,8 @@ bp = Blueprint("staff", __name__, url_prefix="/staff")
 PAGE_SIZE = 50
 
 
-def _login_limit():
-    from flask import current_app
-
-    return current_app.config["PUBLIC_POST_RATE_LIMIT"]
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(http.public_post_limit, methods=["POST"])
 @csrf.exempt  # checked by LoginForm, after the rate limit has counted the POST
 def login():
     if current_user.is_authenticated:
