@@ -57,6 +57,9 @@ def test_whole_intake_creates_one_request(client, app, inbox):
     assert response.location.endswith("/intake/done")
     page = client.get("/intake/done").get_data(as_text=True)
     assert "What happens next" in page
+    # candidacy is for clinicians only: nothing on the patient's pages hints at it
+    for word in ("candidate", "signal", "NC_PATTERN", "exclusion", "eligib"):
+        assert word not in page
     [req] = requests_in_db(app)
     assert req.triage == "routine" and req.source == "proxy" and req.proxy_name == "Ann Okafor"
     assert req.answers["tx_surgery_levels"] == ["L5-S1"]
