@@ -40,3 +40,14 @@ def record(
     )
     (dbs or db.session).add(event)
     return event
+
+
+def record_request(action: str, request, **kwargs) -> AuditEvent:
+    """An audit event about a consultation request (and so about its patient)."""
+    return record(
+        action,
+        patient_id=request.patient_id,
+        resource_type="consultation_request",
+        resource_id=request.id,
+        **kwargs,
+    )

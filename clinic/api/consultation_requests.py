@@ -57,12 +57,10 @@ def get_consultation_request(request_id: int):
     if not can(user, "queue.view"):
         return jsonify({"error": "forbidden"}), 403
     req = db.session.get(ConsultationRequest, request_id) or abort(404)
-    audit.record(
+    audit.record_request(
         "view",
+        req,
         actor=user,
-        patient_id=req.patient_id,
-        resource_type="consultation_request",
-        resource_id=req.id,
         client=http.client_meta(),
         now=http.now(),
     )

@@ -222,11 +222,9 @@ def _apply_rules(request: ConsultationRequest, rules: RuleSet, now: datetime, tz
         request.callback_due_at = callback_due(now, tz)
     if newly_flagged:
         db.session.flush()
-        audit.record(
+        audit.record_request(
             "red_flag_raised",
-            patient_id=request.patient_id,
-            resource_type="consultation_request",
-            resource_id=request.id,
+            request,
             changed_fields=sorted(newly_flagged),
             now=now,
         )
@@ -265,12 +263,10 @@ def change_status(
     db.session.add(change)
     request.status = to_status
     request.updated_at = now
-    audit.record(
+    audit.record_request(
         "update",
+        request,
         actor=actor,
-        patient_id=request.patient_id,
-        resource_type="consultation_request",
-        resource_id=request.id,
         changed_fields=["status"],
         reason=reason,
         client=client,
@@ -289,12 +285,10 @@ def acknowledge_red_flag(
     if request.red_flag_ack_at is None:
         request.red_flag_ack_at = now
         request.red_flag_ack_by_id = actor.id
-        audit.record(
+        audit.record_request(
             "red_flag_ack",
+            request,
             actor=actor,
-            patient_id=request.patient_id,
-            resource_type="consultation_request",
-            resource_id=request.id,
             client=client,
             now=now,
         )
@@ -309,12 +303,10 @@ def complete_callback(
         raise DomainError("This request has no callback to make.")
     if request.callback_done_at is None:
         request.callback_done_at = now
-        audit.record(
+        audit.record_request(
             "update",
+            request,
             actor=actor,
-            patient_id=request.patient_id,
-            resource_type="consultation_request",
-            resource_id=request.id,
             changed_fields=["callback_done_at"],
             client=client,
             now=now,
@@ -358,12 +350,10 @@ def update_clinician_entries(
     )
     request.rules_version = rules.version
     request.updated_at = now
-    audit.record(
+    audit.record_request(
         "update",
+        request,
         actor=actor,
-        patient_id=request.patient_id,
-        resource_type="consultation_request",
-        resource_id=request.id,
         changed_fields=changed,
         client=client,
         now=now,

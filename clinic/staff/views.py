@@ -142,12 +142,10 @@ def _load_request(request_id: int) -> ConsultationRequest:
 @require("queue.view")
 def request_detail(request_id: int):
     req = _load_request(request_id)
-    audit.record(
+    audit.record_request(
         "view",
+        req,
         actor=current_user,
-        patient_id=req.patient_id,
-        resource_type="consultation_request",
-        resource_id=req.id,
         client=http.client_meta(),
         now=http.now(),
     )
