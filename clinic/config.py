@@ -50,7 +50,9 @@ def from_environment(env: dict[str, str] | None = None) -> dict:
         "INSTANCE_PATH": str(instance),
         "SECRET_KEY": secret,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # The ping costs a round trip per request (~3% of the intake's CPU) but turns a database
+        # restart into one reconnect instead of one failed request per pooled connection.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800, "pool_pre_ping": True},
         "CELERY": {
             "broker_url": broker,
             "task_ignore_result": True,

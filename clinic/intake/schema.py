@@ -155,7 +155,8 @@ def _parse_string(field: Field, raw: str) -> Any:
         if len(raw) > 254:
             raise FieldError("Use at most 254 characters.")
         try:
-            return validate_email(raw, check_deliverability=False).normalized
+            # lower case throughout, so one address matches one patient (and its index)
+            return validate_email(raw, check_deliverability=False).normalized.lower()
         except EmailNotValidError:
             raise FieldError("Enter an email address like name@example.com.") from None
     if kind == "phone":

@@ -93,18 +93,19 @@ def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient
     dob = date.fromisoformat(answers["date_of_birth"])
     email = answers.get("email")
     if email:
-        found = db.session.scalars(
-            select(Patient)
+        # the id only: loading a whole Patient is needed just when one matches
+        found = db.session.execute(
+            select(Patient.id)
             .where(
+                Patient.email == email,  # stored lower-case (schema.py), indexed
+                Patient.date_of_birth == dob,
                 func.lower(Patient.first_name) == answers["first_name"].lower(),
                 func.lower(Patient.last_name) == answers["last_name"].lower(),
-                Patient.date_of_birth == dob,
-                func.lower(Patient.email) == email.lower(),
             )
             .limit(1)
-        ).first()
-        if found:
-            return found
+        ).scalar()
+        if found is not None:
+            return db.session.get(Patient, found)
     patient = Patient(
         first_name=answers["first_name"],
         last_name=answers["last_name"],
