@@ -32,11 +32,16 @@ def _configure_logging(app: Flask) -> None:
 
 
 def _register_extensions(app: Flask) -> None:
+    import clinic.intake.models
+    import clinic.models
+    import clinic.scheduling.models  # noqa: F401  (every table in the metadata, for migrations)
     from clinic.celery_app import celery_init_app
+    from clinic.database import configure_engine
     from clinic.extensions import csrf, db, limiter, migrate
     from clinic.staff.auth import init_auth
 
     db.init_app(app)
+    configure_engine(app)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
     limiter.init_app(app)  # before CSRF, so refused POSTs count against the limit too
     csrf.init_app(app)

@@ -96,8 +96,41 @@ PATIENTS = [
 ]
 
 
+LOCATIONS = [
+    dict(
+        name="Riverside Clinic - Main Street",
+        address_line1="120 Main Street",
+        city="Springfield",
+        state="MA",
+        zip="01103",
+        phone="(555) 010-0100",
+    ),
+    dict(
+        name="Riverside Clinic - Oak Park",
+        address_line1="45 Oak Park Drive",
+        address_line2="Suite 200",
+        city="Chicopee",
+        state="MA",
+        zip="01020",
+        phone="(555) 010-0200",
+    ),
+]
+# provider (staff email), then (location index, weekdays, start, end) blocks; lunch is a gap
+PROVIDER_HOURS = {
+    "dr.patel@clinic.example": [
+        (0, (0, 1, 2, 3), "08:00", "12:00"),
+        (0, (0, 1, 2, 3), "13:00", "17:00"),
+    ],
+    "dr.brennan@clinic.example": [(0, (0, 2, 4), "09:00", "12:30"), (1, (1, 3), "08:30", "16:00")],
+    "dr.nakamura@clinic.example": [
+        (1, (0, 1, 2, 3, 4), "07:30", "11:30"),
+        (1, (0, 1, 2, 3, 4), "12:30", "15:30"),
+    ],
+}
+
+
 def seed(*, password: str, now: datetime) -> str:
-    """Create the demo staff and requests; return a summary."""
+    """Create the demo staff, schedule and requests; return a summary."""
     for email, role, name in STAFF:
         staff_services.create_staff(email, role, password, full_name=name, now=now)
     rules = load_rules(current_app.config["INTAKE_RULES_DIR"])
@@ -121,7 +154,78 @@ def seed(*, password: str, now: datetime) -> str:
             tz=tz,
             client={"ip": "127.0.0.1", "user_agent": "seed-demo"},
         )
+    booked = _seed_schedule(now, tz)
     return (
-        f"Seeded {len(STAFF)} staff users ({', '.join(e for e, _, _ in STAFF)}) "
+        f"Seeded {len(LOCATIONS)} locations, {len(PROVIDER_HOURS)} providers, {booked} "
+        f"appointments, {len(STAFF)} staff users ({', '.join(e for e, _, _ in STAFF)}) "
         f"and {len(PATIENTS)} consultation requests."
     )
+
+
+def _seed_schedule(now: datetime, tz: ZoneInfo) -> int:
+    """Locations, providers with weekday hours, the default types, a few booked visits."""
+    from datetime import time
+
+    from sqlalchemy import select
+
+    from clinic.extensions import db
+    from clinic.intake.models import ConsultationRequest
+    from clinic.models import StaffUser
+    from clinic.scheduling import services as scheduling
+    from clinic.scheduling.models import Location, Provider, ProviderHours
+
+    locations = [Location(timezone=str(tz), **spec) for spec in LOCATIONS]
+    db.session.add_all(locations)
+    providers = []
+    for email, blocks in PROVIDER_HOURS.items():
+        user = db.session.scalars(select(StaffUser).where(StaffUser.email == email)).one()
+        provider = Provider(
+            name=user.full_name,
+            title="MD",
+            staff_user_id=user.id,
+            feed_token=scheduling.new_feed_token(),
+        )
+        for location_index, weekdays, start, end in blocks:
+            for weekday in weekdays:
+                provider.hours.append(
+                    ProviderHours(
+                        location=locations[location_index],
+                        weekday=weekday,
+                        start_time=time.fromisoformat(start),
+                        end_time=time.fromisoformat(end),
+                    )
+                )
+        providers.append(provider)
+    db.session.add_all(providers)
+    types = {t.code: t for t in scheduling.install_default_types()}
+    db.session.flush()
+    # a handful of consultations for routine requests, leaving most slots free
+    requests = db.session.scalars(
+        select(ConsultationRequest)
+        .where(ConsultationRequest.triage == "routine")
+        .order_by(ConsultationRequest.id)
+    ).all()
+    booked = 0
+    for index, req in enumerate(requests[:4]):
+        slots = scheduling.search_slots(
+            types["consultation"],
+            now + timedelta(days=2 + index),
+            now + timedelta(days=9 + index),
+            now=now,
+            provider_id=providers[index % len(providers)].id,
+        )
+        if slots:
+            slot = slots[len(slots) // 3]
+            scheduling.book_appointment(
+                req.patient,
+                types["consultation"],
+                db.session.get(Provider, slot.provider_id),
+                slot.start,
+                now=now,
+                actor=None,
+                source="patient",
+                consultation_request_id=req.id,
+            )
+            req.status = "booked"
+            booked += 1
+    return booked

@@ -338,7 +338,7 @@ def test_seed_demo(app):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed-demo"])
     assert result.exit_code == 0, result.output
-    assert "Seeded 7 staff users" in result.output
+    assert "3 providers" in result.output and "7 staff users" in result.output
     with app.app_context():
         triages = [r.triage for r in db.session.scalars(select(ConsultationRequest))]
     assert {"emergency", "urgent", "routine"} <= set(triages)

@@ -28,6 +28,9 @@ PERMISSIONS: dict[str, set[str]] = {
     "request.callback": {FD, NURSE, DOC},
     "request.ack_red_flag": {NURSE, DOC},
     "request.clinician_entries": {NURSE, DOC},
+    "appointments.view": {FD, NURSE, DOC, BILL},
+    "appointments.manage": {FD, NURSE, DOC},
+    "schedule.edit": {FD, ADMIN},
     "users.manage": {ADMIN},
     "audit.view": {ADMIN},
 }

@@ -1,0 +1,109 @@
+"""Idempotency-Key: a retried POST gets the first answer, even when the retries race."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from functools import wraps
+
+from flask import jsonify, request
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from clinic.extensions import db
+from clinic.scheduling.models import IdempotencyRecord
+
+IN_PROGRESS = 0
+WAIT_SECONDS = 10.0
+
+
+def idempotent(view):
+    """Wrap a JSON POST view: the first call's status and body are kept under the key."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key:
+            return view(*args, **kwargs)
+        if len(key) > 200:
+            return jsonify({"errors": {"Idempotency-Key": ["Use at most 200 characters."]}}), 422
+        endpoint = request.path
+        digest = hashlib.sha256(request.get_data()).hexdigest()
+        try:  # claim the key in its own transaction, so a racing retry sees it
+            db.session.add(
+                IdempotencyRecord(
+                    key=key,
+                    endpoint=endpoint,
+                    request_hash=digest,
+                    status_code=IN_PROGRESS,
+                    body={},
+                )
+            )
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            return _replay(key, endpoint, digest)
+        try:
+            response = view(*args, **kwargs)
+        except Exception:
+            _forget(key, endpoint)
+            raise
+        flask_response = _as_response(response)
+        if flask_response.status_code >= 500:
+            _forget(key, endpoint)
+            return flask_response
+        db.session.rollback()  # whatever the view left uncommitted is not part of the answer
+        db.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key == key, IdempotencyRecord.endpoint == endpoint)
+            .values(status_code=flask_response.status_code, body=flask_response.get_json())
+        )
+        db.session.commit()
+        return flask_response
+
+    return wrapped
+
+
+def _as_response(rv):
+    from flask import current_app
+
+    return current_app.make_response(rv)
+
+
+def _forget(key: str, endpoint: str) -> None:
+    db.session.rollback()
+    db.session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.key == key, IdempotencyRecord.endpoint == endpoint
+        )
+    )
+    db.session.commit()
+
+
+def _replay(key: str, endpoint: str, digest: str):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        record = db.session.scalars(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.key == key, IdempotencyRecord.endpoint == endpoint
+            )
+        ).first()
+        db.session.rollback()  # see the other transaction's commit on the next read
+        if record is None:
+            return jsonify({"error": "retry", "detail": "The first request failed; retry."}), 409
+        if record.request_hash != digest:
+            return jsonify(
+                {
+                    "errors": {
+                        "Idempotency-Key": ["This key was used with a different request body."]
+                    }
+                }
+            ), 422
+        if record.status_code != IN_PROGRESS:
+            response = jsonify(record.body)
+            response.status_code = record.status_code
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        if time.monotonic() > deadline:
+            return jsonify({"error": "in_progress"}), 409
+        time.sleep(0.05)

@@ -1,0 +1,310 @@
+"""Scheduling API: types, providers, slots, appointments (patients with a token, staff)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from flask import abort, jsonify, request
+from sqlalchemy import select
+
+from clinic import http
+from clinic.api import bp
+from clinic.api.consultation_requests import json_body
+from clinic.api.idempotency import idempotent
+from clinic.errors import DomainError, ValidationFailed
+from clinic.extensions import csrf, db, limiter
+from clinic.models import Patient
+from clinic.scheduling import links, services
+from clinic.scheduling.models import Appointment, AppointmentType, Provider
+from clinic.staff.auth import bearer_user
+from clinic.staff.roles import can
+from clinic.tokens import read_token
+
+MAX_SEARCH_DAYS = 62
+BOOKING_TOKEN_DAYS = 30
+
+
+def parse_moment(raw: str | None, name: str, *, end_of_day: bool = False) -> datetime:
+    """YYYY-MM-DD (a clinic-local day) or an ISO 8601 datetime with its offset."""
+    if not raw:
+        raise ValidationFailed({name: ["Required: YYYY-MM-DD or an ISO 8601 datetime."]})
+    try:
+        if len(raw) == 10:
+            day = datetime.fromisoformat(raw).date()
+            moment = datetime.combine(day, time(0), tzinfo=http.clinic_tz())
+            return moment + timedelta(days=1) if end_of_day else moment
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed({name: ["Use YYYY-MM-DD or an ISO 8601 datetime."]}) from None
+    if moment.tzinfo is None:
+        raise ValidationFailed({name: ["Give the datetime with its offset, e.g. -05:00."]})
+    return moment
+
+
+def _type_by_code(code, field="appointment_type") -> AppointmentType:
+    found = (
+        db.session.scalars(
+            select(AppointmentType).where(
+                AppointmentType.code == code, AppointmentType.active.is_(True)
+            )
+        ).first()
+        if isinstance(code, str)
+        else None
+    )
+    if found is None:
+        raise ValidationFailed({field: ["Unknown appointment type code."]})
+    return found
+
+
+def _provider(provider_id, field="provider_id") -> Provider:
+    provider = (
+        db.session.get(Provider, provider_id)
+        if isinstance(provider_id, int) and not isinstance(provider_id, bool)
+        else None
+    )
+    if provider is None or not provider.active:
+        raise ValidationFailed({field: ["Unknown provider."]})
+    return provider
+
+
+def appointment_json(appointment: Appointment) -> dict:
+    tz = http.clinic_tz()
+    return {
+        "id": appointment.id,
+        "status": appointment.status,
+        "appointment_type": appointment.appointment_type.code,
+        "start": appointment.start_at.astimezone(tz).isoformat(),
+        "end": appointment.end_at.astimezone(tz).isoformat(),
+        "provider_id": appointment.provider_id,
+        "location_id": appointment.location_id,
+        "patient_id": appointment.patient_id,
+        "manage_url": links.manage_url(appointment),
+    }
+
+
+@bp.get("/appointment-types")
+@limiter.limit(http.public_post_limit)
+def appointment_types():
+    rows = db.session.scalars(
+        select(AppointmentType).where(AppointmentType.active.is_(True)).order_by(AppointmentType.id)
+    )
+    return jsonify(
+        [
+            {
+                "code": t.code,
+                "name": t.name,
+                "duration_minutes": t.duration_minutes,
+                "buffer_before_minutes": t.buffer_before_minutes,
+                "buffer_after_minutes": t.buffer_after_minutes,
+                "patient_bookable": t.patient_bookable,
+            }
+            for t in rows
+        ]
+    )
+
+
+@bp.get("/providers")
+@limiter.limit(http.public_post_limit)
+def providers():
+    rows = db.session.scalars(
+        select(Provider).where(Provider.active.is_(True)).order_by(Provider.id)
+    )
+    return jsonify([{"id": p.id, "name": p.name, "title": p.title} for p in rows])
+
+
+@bp.get("/slots")
+@limiter.limit(http.public_post_limit)
+def slots():
+    args = request.args
+    appointment_type = _type_by_code(args.get("appointment_type"))
+    start = parse_moment(args.get("start"), "start")
+    end = parse_moment(args.get("end"), "end", end_of_day=True)
+    errors = {}
+    if end <= start:
+        errors["end"] = ["end must be after start."]
+    elif end - start > timedelta(days=MAX_SEARCH_DAYS):
+        errors["end"] = [f"Search at most {MAX_SEARCH_DAYS} days at a time."]
+    provider_id = args.get("provider_id")
+    if provider_id is not None:
+        if not provider_id.isdigit():
+            errors["provider_id"] = ["Must be a provider id."]
+        else:
+            provider_id = _provider(int(provider_id)).id
+    if errors:
+        raise ValidationFailed(errors)
+    found = services.search_slots(
+        appointment_type, start, end, now=http.now(), provider_id=provider_id
+    )
+    tz = http.clinic_tz()
+    return jsonify(
+        [
+            {
+                "provider_id": s.provider_id,
+                "location_id": s.location_id,
+                "start": s.start.astimezone(tz).isoformat(),
+                "end": s.end.astimezone(tz).isoformat(),
+            }
+            for s in found
+        ]
+    )
+
+
+@bp.post("/appointments")
+@csrf.exempt
+@limiter.limit(http.public_post_limit)
+@idempotent
+def create_appointment():
+    body = json_body()
+    staff = bearer_user() if request.headers.get("Authorization") else None
+    if request.headers.get("Authorization") and staff is None:
+        return jsonify({"error": "unauthorized"}), 401
+    errors: dict[str, list[str]] = {}
+    request_id = None
+    if staff is not None:
+        if not can(staff, "appointments.manage"):
+            return jsonify({"error": "forbidden"}), 403
+        patient = (
+            db.session.get(Patient, body.get("patient_id"))
+            if isinstance(body.get("patient_id"), int)
+            else None
+        )
+        if patient is None:
+            errors["patient_id"] = ["Unknown patient."]
+    else:
+        token = body.get("booking_token")
+        data = (
+            read_token("booking", token, BOOKING_TOKEN_DAYS * 86400)
+            if isinstance(token, str)
+            else None
+        )
+        patient = db.session.get(Patient, data["patient_id"]) if data else None
+        if patient is None:
+            errors["booking_token"] = ["This booking link is not valid or has expired."]
+        request_id = data["request_id"] if data else None
+    try:
+        appointment_type = _type_by_code(body.get("appointment_type"))
+        provider = _provider(body.get("provider_id"))
+        start = parse_moment(
+            body.get("start") if isinstance(body.get("start"), str) else None, "start"
+        )
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise ValidationFailed(errors)
+    try:
+        appointment = services.book_appointment(
+            patient,
+            appointment_type,
+            provider,
+            start,
+            now=http.now(),
+            actor=staff,
+            source="api" if staff else "patient",
+            consultation_request_id=request_id,
+            client=http.client_meta(),
+        )
+    except services.SlotUnavailable:
+        db.session.rollback()
+        return jsonify({"error": "slot_unavailable"}), 409
+    db.session.commit()
+    return jsonify(appointment_json(appointment)), 201
+
+
+def _staff_or_401(permission: str):
+    user = bearer_user()
+    if user is None:
+        abort(401)
+    if not can(user, permission):
+        abort(403)
+    return user
+
+
+@bp.get("/appointments")
+def list_appointments():
+    _staff_or_401("appointments.view")
+    start = parse_moment(request.args.get("start"), "start")
+    end = parse_moment(request.args.get("end"), "end", end_of_day=True)
+    provider_id = request.args.get("provider_id", type=int)
+    rows = services.appointments_between(
+        start, end, provider_id=provider_id, status=request.args.get("status") or None
+    )
+    return jsonify([appointment_json(a) for a in rows])
+
+
+def _appointment(appointment_id: int) -> Appointment:
+    appointment = db.session.get(Appointment, appointment_id)
+    if appointment is None:
+        abort(404)
+    return appointment
+
+
+def _act(appointment_id: int, action):
+    user = _staff_or_401("appointments.manage")
+    appointment = _appointment(appointment_id)
+    body = json_body()
+    try:
+        action(appointment, body, user)
+    except services.SlotUnavailable:
+        db.session.rollback()
+        return jsonify({"error": "slot_unavailable"}), 409
+    except ValidationFailed:
+        db.session.rollback()
+        raise
+    except DomainError as exc:
+        db.session.rollback()
+        return jsonify({"error": "not_allowed", "detail": str(exc)}), 409
+    db.session.commit()
+    return jsonify(appointment_json(appointment))
+
+
+@bp.post("/appointments/<int:appointment_id>/cancel")
+@csrf.exempt
+@idempotent
+def cancel_appointment(appointment_id: int):
+    return _act(
+        appointment_id,
+        lambda a, body, user: services.cancel(
+            a,
+            body.get("reason") if isinstance(body.get("reason"), str) else "",
+            now=http.now(),
+            actor=user,
+            client=http.client_meta(),
+        ),
+    )
+
+
+@bp.post("/appointments/<int:appointment_id>/reschedule")
+@csrf.exempt
+@idempotent
+def reschedule_appointment(appointment_id: int):
+    def move(appointment, body, user):
+        start = parse_moment(
+            body.get("start") if isinstance(body.get("start"), str) else None, "start"
+        )
+        provider = _provider(body["provider_id"]) if "provider_id" in body else None
+        services.reschedule(
+            appointment,
+            start,
+            now=http.now(),
+            actor=user,
+            provider=provider,
+            client=http.client_meta(),
+        )
+
+    return _act(appointment_id, move)
+
+
+@bp.post("/appointments/<int:appointment_id>/status")
+@csrf.exempt
+def appointment_status(appointment_id: int):
+    return _act(
+        appointment_id,
+        lambda a, body, user: services.change_status(
+            a,
+            body.get("status") if isinstance(body.get("status"), str) else "",
+            now=http.now(),
+            actor=user,
+            reason=str(body.get("reason") or ""),
+            client=http.client_meta(),
+        ),
+    )

@@ -1,0 +1,459 @@
+"""Scheduling services: search free slots, book, reschedule, cancel, change status.
+
+They flush and never commit. The database has the last word on double booking: a refused
+insert or update comes back as SlotUnavailable, whatever raced with it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from clinic import audit
+from clinic.errors import DomainError, ValidationFailed
+from clinic.extensions import db
+from clinic.models import Patient, StaffUser
+from clinic.scheduling import availability as av
+from clinic.scheduling.models import (
+    ACTIVE_STATUSES,
+    TRANSITIONS,
+    Appointment,
+    AppointmentStatus,
+    AppointmentType,
+    ClinicClosure,
+    Location,
+    Provider,
+    ScheduleException,
+    TimeOff,
+    WaitlistEntry,
+)
+
+# PostgreSQL: exclusion_violation, deadlock_detected, serialization_failure.
+_CONFLICT_CODES = {"23P01", "40P01", "40001"}
+
+
+class SlotUnavailable(DomainError):
+    """The time is taken (or no longer offered); answer 409."""
+
+
+@dataclass(frozen=True)
+class FoundSlot:
+    provider_id: int
+    location_id: int
+    start: datetime
+    end: datetime
+
+
+def rules_for(appointment_type: AppointmentType) -> av.SlotRules:
+    t = appointment_type
+    return av.SlotRules(
+        duration=timedelta(minutes=t.duration_minutes),
+        buffer_before=timedelta(minutes=t.buffer_before_minutes),
+        buffer_after=timedelta(minutes=t.buffer_after_minutes),
+        step=timedelta(minutes=t.step_minutes),
+        min_notice=timedelta(minutes=t.min_notice_minutes),
+        horizon=timedelta(days=t.horizon_days),
+        daily_cap=t.daily_cap,
+    )
+
+
+def _busy(
+    provider_id: int, start: datetime, end: datetime, exclude_id: int | None = None
+) -> list[av.Interval]:
+    """Occupied spans of the provider's active appointments and time off near [start, end)."""
+    # start_at bounds let the (provider_id, start_at) index serve the search; no appointment
+    # (with its buffers) lasts a day.
+    query = select(Appointment.occupied_start, Appointment.occupied_end).where(
+        Appointment.provider_id == provider_id,
+        Appointment.start_at >= start - timedelta(days=1),
+        Appointment.start_at < end + timedelta(days=1),
+        Appointment.status.in_(ACTIVE_STATUSES),
+    )
+    if exclude_id is not None:
+        query = query.where(Appointment.id != exclude_id)
+    spans = [av.Interval(a, b) for a, b in db.session.execute(query)]
+    spans += [
+        av.Interval(a, b)
+        for a, b in db.session.execute(
+            select(TimeOff.start_at, TimeOff.end_at).where(
+                TimeOff.provider_id == provider_id, TimeOff.end_at > start, TimeOff.start_at < end
+            )
+        )
+    ]
+    return spans
+
+
+def _booked_per_day(
+    provider_id: int,
+    appointment_type_id: int,
+    start: datetime,
+    end: datetime,
+    tz: ZoneInfo,
+    exclude_id: int | None = None,
+) -> dict[date, int]:
+    query = select(Appointment.start_at).where(
+        Appointment.provider_id == provider_id,
+        Appointment.appointment_type_id == appointment_type_id,
+        Appointment.start_at >= start - timedelta(days=1),
+        Appointment.start_at < end + timedelta(days=1),
+        Appointment.status.in_(ACTIVE_STATUSES),
+    )
+    if exclude_id is not None:
+        query = query.where(Appointment.id != exclude_id)
+    counts: dict[date, int] = defaultdict(int)
+    for (start_at,) in db.session.execute(query):
+        counts[start_at.astimezone(tz).date()] += 1
+    return counts
+
+
+def _schedules(provider: Provider, start: datetime, end: datetime):
+    """Per location: the weekly windows and the date overrides of the provider there."""
+    by_location: dict[int, list[av.Window]] = defaultdict(list)
+    for h in provider.hours:
+        by_location[h.location_id].append(av.Window(h.weekday, h.start_time, h.end_time))
+    if not by_location:
+        return {}
+    first, last = (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()
+    exceptions = db.session.scalars(
+        select(ScheduleException).where(
+            ScheduleException.provider_id == provider.id,
+            ScheduleException.day >= first,
+            ScheduleException.day <= last,
+        )
+    ).all()
+    closures = db.session.scalars(
+        select(ClinicClosure).where(
+            ClinicClosure.location_id.in_(list(by_location)),
+            ClinicClosure.day >= first,
+            ClinicClosure.day <= last,
+        )
+    ).all()
+    out = {}
+    for location_id, windows in by_location.items():
+        overrides: dict[date, list[tuple[time, time]]] = {}
+        for ex in exceptions:
+            day_windows = overrides.setdefault(ex.day, [])
+            if ex.start_time and ex.end_time and ex.location_id in (None, location_id):
+                day_windows.append((ex.start_time, ex.end_time))
+        for closure in closures:
+            if closure.location_id == location_id:
+                overrides[closure.day] = []
+        out[location_id] = (windows, overrides)
+    return out
+
+
+def search_slots(
+    appointment_type: AppointmentType,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    provider_id: int | None = None,
+    exclude_appointment_id: int | None = None,
+) -> list[FoundSlot]:
+    """Free slots of one type, across providers (or one), sorted by start then provider."""
+    query = select(Provider).where(Provider.active.is_(True)).order_by(Provider.id)
+    if provider_id is not None:
+        query = query.where(Provider.id == provider_id)
+    rules = rules_for(appointment_type)
+    locations = {loc.id: loc for loc in db.session.scalars(select(Location))}
+    found: list[FoundSlot] = []
+    for provider in db.session.scalars(query):
+        schedules = _schedules(provider, start, end)
+        if not schedules:
+            continue
+        busy = _busy(provider.id, start, end, exclude_appointment_id)
+        for location_id, (windows, overrides) in schedules.items():
+            location = locations[location_id]
+            if not location.active:
+                continue
+            tz = ZoneInfo(location.timezone)
+            per_day = (
+                _booked_per_day(
+                    provider.id, appointment_type.id, start, end, tz, exclude_appointment_id
+                )
+                if rules.daily_cap
+                else {}
+            )
+            for slot in av.free_slots(
+                tz=tz,
+                weekly=windows,
+                overrides=overrides,
+                busy=busy,
+                booked_per_day=per_day,
+                rules=rules,
+                start=start,
+                end=end,
+                now=now,
+            ):
+                found.append(FoundSlot(provider.id, location_id, slot.start, slot.end))
+    found.sort(key=lambda s: (s.start, s.provider_id))
+    return found
+
+
+def _offered(appointment_type, provider_id, start, now, exclude_id=None) -> FoundSlot | None:
+    for slot in search_slots(
+        appointment_type,
+        start,
+        start + timedelta(minutes=1),
+        now=now,
+        provider_id=provider_id,
+        exclude_appointment_id=exclude_id,
+    ):
+        if slot.start == start:
+            return slot
+    return None
+
+
+def _staff_location(provider: Provider, start: datetime, end: datetime) -> int | None:
+    """The location where the provider works over [start, end), ignoring notice and grid."""
+    for location_id, (windows, overrides) in _schedules(provider, start, end).items():
+        tz = ZoneInfo(db.session.get(Location, location_id).timezone)
+        day = start.astimezone(tz).date()
+        for interval in av.working_intervals(day, tz, windows, overrides):
+            if interval.start <= start and end <= interval.end:
+                return location_id
+    return None
+
+
+def _occupy(appointment: Appointment, appointment_type: AppointmentType, start: datetime) -> None:
+    rules = rules_for(appointment_type)
+    appointment.start_at = start.astimezone(UTC)
+    appointment.end_at = appointment.start_at + rules.duration
+    appointment.occupied_start = appointment.start_at - rules.buffer_before
+    appointment.occupied_end = appointment.end_at + rules.buffer_after
+
+
+def _flush_or_conflict() -> None:
+    """Flush; the database's refusal of an overlap becomes SlotUnavailable.
+
+    After SlotUnavailable the transaction is spoilt: the caller rolls it back.
+    """
+    try:
+        db.session.flush()
+    except (IntegrityError, DBAPIError) as exc:
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if code in _CONFLICT_CODES or "slot_unavailable" in str(exc.orig):
+            raise SlotUnavailable("That time is no longer available.") from None
+        raise
+
+
+def _where(
+    provider: Provider,
+    appointment_type: AppointmentType,
+    start: datetime,
+    *,
+    now: datetime,
+    staff: bool,
+    exclude_id: int | None = None,
+) -> int:
+    """The location of a bookable start, or SlotUnavailable."""
+    if start.tzinfo is None:
+        raise ValidationFailed({"start": ["Give the time with its offset."]})
+    if staff:
+        end = start + timedelta(minutes=appointment_type.duration_minutes)
+        location_id = _staff_location(provider, start, end)
+    else:
+        slot = _offered(appointment_type, provider.id, start, now, exclude_id)
+        location_id = slot.location_id if slot else None
+    if location_id is None:
+        raise SlotUnavailable("That time is not offered.")
+    return location_id
+
+
+def book_appointment(
+    patient: Patient,
+    appointment_type: AppointmentType,
+    provider: Provider,
+    start: datetime,
+    *,
+    now: datetime,
+    actor: StaffUser | None,
+    source: str,
+    consultation_request_id: int | None = None,
+    client: dict | None = None,
+) -> Appointment:
+    """Book a slot. Patients get offered slots only; staff any time within working hours."""
+    staff = actor is not None
+    if not staff and not appointment_type.patient_bookable:
+        raise ValidationFailed({"appointment_type": ["This kind of visit is booked by staff."]})
+    location_id = _where(provider, appointment_type, start, now=now, staff=staff)
+    appointment = Appointment(
+        patient=patient,
+        provider=provider,
+        location_id=location_id,
+        appointment_type=appointment_type,
+        status=AppointmentStatus.BOOKED,
+        source=source,
+        consultation_request_id=consultation_request_id,
+        created_by_id=actor.id if actor else None,
+        created_at=now,
+        updated_at=now,
+    )
+    _occupy(appointment, appointment_type, start)
+    db.session.add(appointment)
+    _flush_or_conflict()
+    audit.record(
+        "create",
+        actor=actor,
+        patient_id=patient.id,
+        resource_type="appointment",
+        resource_id=appointment.id,
+        changed_fields=["status", "start_at", "provider_id"],
+        reason=f"booked {appointment.start_at.isoformat()} provider {provider.id}",
+        client=client,
+        now=now,
+    )
+    return appointment
+
+
+def reschedule(
+    appointment: Appointment,
+    start: datetime,
+    *,
+    now: datetime,
+    actor: StaffUser | None,
+    provider: Provider | None = None,
+    client: dict | None = None,
+) -> Appointment:
+    """Move an appointment (same row, so old links lead to it); bumps its sequence."""
+    if appointment.status not in (AppointmentStatus.BOOKED, AppointmentStatus.PENDING):
+        raise DomainError(f"A {appointment.status} appointment can't be moved.")
+    provider = provider or appointment.provider
+    old = (appointment.start_at, appointment.provider_id)
+    location_id = _where(
+        provider,
+        appointment.appointment_type,
+        start,
+        now=now,
+        staff=actor is not None,
+        exclude_id=appointment.id,
+    )
+    appointment.provider = provider
+    appointment.provider_id = provider.id
+    appointment.location_id = location_id
+    _occupy(appointment, appointment.appointment_type, start)
+    appointment.sequence += 1
+    appointment.updated_at = now
+    _flush_or_conflict()
+    audit.record(
+        "update",
+        actor=actor,
+        patient_id=appointment.patient_id,
+        resource_type="appointment",
+        resource_id=appointment.id,
+        changed_fields=["start_at", "provider_id"],
+        reason=f"from {old[0].isoformat()} provider {old[1]} to "
+        f"{appointment.start_at.isoformat()} provider {provider.id}",
+        client=client,
+        now=now,
+    )
+    return appointment
+
+
+def change_status(
+    appointment: Appointment,
+    status: str,
+    *,
+    now: datetime,
+    actor: StaffUser | None,
+    reason: str = "",
+    client: dict | None = None,
+) -> Appointment:
+    """Move along the FHIR status graph (models.TRANSITIONS); cancelling keeps the row."""
+    if status not in TRANSITIONS:
+        raise ValidationFailed({"status": [f"Unknown status {status!r}."]})
+    if status not in TRANSITIONS[appointment.status]:
+        raise ValidationFailed(
+            {"status": [f"An appointment can't go from {appointment.status} to {status}."]}
+        )
+    reason = (reason or "").strip()
+    if status == AppointmentStatus.CANCELLED:
+        if not reason:
+            raise ValidationFailed({"reason": ["Give a reason for cancelling."]})
+        if len(reason) > 500:
+            raise ValidationFailed({"reason": ["Use at most 500 characters."]})
+        appointment.cancel_reason = reason
+        appointment.cancelled_at = now
+        appointment.cancelled_by_id = actor.id if actor else None
+    old = appointment.status
+    appointment.status = status
+    appointment.updated_at = now
+    _flush_or_conflict()
+    audit.record(
+        "update",
+        actor=actor,
+        patient_id=appointment.patient_id,
+        resource_type="appointment",
+        resource_id=appointment.id,
+        changed_fields=["status"],
+        reason=f"{old} -> {status}" + (f": {reason}" if reason else ""),
+        client=client,
+        now=now,
+    )
+    return appointment
+
+
+def cancel(
+    appointment: Appointment,
+    reason: str,
+    *,
+    now: datetime,
+    actor: StaffUser | None,
+    client: dict | None = None,
+) -> Appointment:
+    """Cancel, keeping the row with its reason and who did it."""
+    return change_status(
+        appointment, AppointmentStatus.CANCELLED, now=now, actor=actor, reason=reason, client=client
+    )
+
+
+def waitlist_matches(appointment: Appointment) -> Sequence[WaitlistEntry]:
+    """Patients waiting for this type (and this provider, or any) when this time frees up."""
+    return db.session.scalars(
+        select(WaitlistEntry)
+        .where(
+            WaitlistEntry.status == "waiting",
+            WaitlistEntry.appointment_type_id == appointment.appointment_type_id,
+            (WaitlistEntry.provider_id.is_(None))
+            | (WaitlistEntry.provider_id == appointment.provider_id),
+        )
+        .order_by(WaitlistEntry.created_at)
+    ).all()
+
+
+def new_feed_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def appointments_between(
+    start: datetime, end: datetime, *, provider_id: int | None = None, status: str | None = None
+) -> Sequence[Appointment]:
+    query = select(Appointment).where(Appointment.start_at >= start, Appointment.start_at < end)
+    if provider_id is not None:
+        query = query.where(Appointment.provider_id == provider_id)
+    if status:
+        query = query.where(Appointment.status == status)
+    return db.session.scalars(query.order_by(Appointment.start_at, Appointment.provider_id)).all()
+
+
+def install_default_types() -> list[AppointmentType]:
+    """Create the default appointment types (appointment-types.json) that don't exist yet."""
+    import json
+    from pathlib import Path
+
+    defaults = json.loads((Path(__file__).parent / "appointment-types.json").read_text())
+    existing = set(db.session.scalars(select(AppointmentType.code)))
+    created = [
+        AppointmentType(**spec) for spec in defaults["types"] if spec["code"] not in existing
+    ]
+    db.session.add_all(created)
+    db.session.flush()
+    return created

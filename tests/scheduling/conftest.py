@@ -1,0 +1,98 @@
+"""A small clinic schedule: one location, two providers, the default appointment types."""
+
+from __future__ import annotations
+
+from datetime import time
+
+import pytest
+
+from clinic.extensions import db
+
+
+def build_schedule() -> dict:
+    """Weekdays 08:00-12:00 and 13:00-17:00 for two providers (call inside an app context)."""
+    from clinic.models import Patient
+    from clinic.scheduling import services
+    from clinic.scheduling.models import Location, Provider, ProviderHours
+
+    location = Location(
+        name="Main Street",
+        address_line1="120 Main Street",
+        city="Springfield",
+        state="MA",
+        zip="01103",
+        phone="(555) 010-0100",
+        timezone="America/New_York",
+    )
+    providers = []
+    for name in ("Dr. Anika Patel", "Dr. Thomas Brennan"):
+        provider = Provider(name=name, title="MD", feed_token=services.new_feed_token())
+        for weekday in range(7):
+            provider.hours.append(
+                ProviderHours(
+                    location=location, weekday=weekday, start_time=time(8), end_time=time(12)
+                )
+            )
+            provider.hours.append(
+                ProviderHours(
+                    location=location, weekday=weekday, start_time=time(13), end_time=time(17)
+                )
+            )
+        providers.append(provider)
+    db.session.add_all([location, *providers])
+    types = {t.code: t for t in services.install_default_types()}
+    patients = []
+    for i in range(40):
+        patients.append(
+            Patient(
+                first_name=f"Pat{i}",
+                last_name="Test",
+                date_of_birth=__import__("datetime").date(1950, 1, 1),
+                email=f"pat{i}@example.com",
+                preferred_contact="email",
+            )
+        )
+    db.session.add_all(patients)
+    db.session.commit()
+    return {
+        "location": location.id,
+        "providers": [p.id for p in providers],
+        "types": {code: t.id for code, t in types.items()},
+        "patients": [p.id for p in patients],
+    }
+
+
+@pytest.fixture
+def schedule(app):
+    with app.app_context():
+        return build_schedule()
+
+
+@pytest.fixture
+def booking_token(app):
+    from clinic.tokens import make_token
+
+    def make(patient_id: int, request_id: int | None = None) -> str:
+        with app.test_request_context():
+            return make_token("booking", {"request_id": request_id, "patient_id": patient_id})
+
+    return make
+
+
+@pytest.fixture
+def staff_token(app, make_staff):
+    from datetime import UTC, datetime
+
+    from clinic.models import StaffUser
+    from clinic.staff import services
+
+    def make(role: str = "front_desk") -> dict:
+        user_id = make_staff(role, f"{role}-api@clinic.test")
+        with app.app_context():
+            token = services.create_api_token(
+                db.session.get(StaffUser, user_id), now=datetime.now(UTC)
+            )
+            db.session.commit()
+        return {"Authorization": f"Bearer {token}"}
+
+    return make

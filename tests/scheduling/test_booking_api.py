@@ -1,0 +1,362 @@
+"""Slots and appointments over the JSON API, on PostgreSQL, with real concurrency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from clinic.extensions import db
+from clinic.scheduling.models import Appointment, AppointmentStatus
+
+NY = ZoneInfo("America/New_York")
+SLOTS = "/api/v1/slots"
+BOOK = "/api/v1/appointments"
+
+
+def slots(client, **params):
+    params.setdefault("appointment_type", "consultation")
+    response = client.get(SLOTS, query_string=params)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_types_and_providers(client, schedule):
+    types = client.get("/api/v1/appointment-types").get_json()
+    assert [t["code"] for t in types] == [
+        "consultation",
+        "procedure",
+        "post_procedure_visit",
+        "phone_check_in",
+    ]
+    providers = client.get("/api/v1/providers").get_json()
+    assert [p["name"] for p in providers] == ["Dr. Anika Patel", "Dr. Thomas Brennan"]
+
+
+def test_slots_in_clinic_local_time(client, schedule):
+    found = slots(
+        client, start="2026-11-25", end="2026-11-25", provider_id=schedule["providers"][0]
+    )
+    starts = [s["start"] for s in found]
+    # now = Tue 10:00; 12 h notice; 45 min + 15 min buffer on a 15-minute grid, lunch 12-13
+    assert starts[0] == "2026-11-25T08:00:00-05:00"
+    assert "2026-11-25T11:00:00-05:00" in starts and "2026-11-25T11:15:00-05:00" in starts
+    assert "2026-11-25T11:30:00-05:00" not in starts  # would end after noon
+    assert starts[-1] == "2026-11-25T16:15:00-05:00"
+    assert all(s["end"] > s["start"] for s in found)
+    assert {s["provider_id"] for s in found} == {schedule["providers"][0]}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"start": "2026-11-25"}, "end"),
+        ({"start": "25/11/2026", "end": "2026-11-26"}, "start"),
+        ({"start": "2026-11-25T09:00:00", "end": "2026-11-26"}, "start"),
+        ({"start": "2026-11-26", "end": "2026-11-25"}, "end"),
+        ({"start": "2026-11-25", "end": "2027-11-25"}, "end"),
+        (
+            {"start": "2026-11-25", "end": "2026-11-26", "appointment_type": "massage"},
+            "appointment_type",
+        ),
+        ({"start": "2026-11-25", "end": "2026-11-26", "provider_id": "x"}, "provider_id"),
+        ({"start": "2026-11-25", "end": "2026-11-26", "provider_id": "999"}, "provider_id"),
+    ],
+)
+def test_slot_query_errors(client, schedule, params, field):
+    params.setdefault("appointment_type", "consultation")
+    response = client.get(SLOTS, query_string=params)
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]
+
+
+def test_patient_books_with_token_and_slot_disappears(app, client, schedule, booking_token):
+    provider = schedule["providers"][0]
+    first = slots(client, start="2026-11-25", end="2026-11-25", provider_id=provider)[0]
+    body = {
+        "booking_token": booking_token(schedule["patients"][0]),
+        "appointment_type": "consultation",
+        "provider_id": provider,
+        "start": first["start"],
+    }
+    response = client.post(BOOK, json=body)
+    assert response.status_code == 201, response.get_json()
+    booked = response.get_json()
+    assert booked["status"] == "booked" and booked["start"] == first["start"]
+    assert booked["end"] == "2026-11-25T08:45:00-05:00"
+    assert booked["manage_url"].startswith("http://clinic.test/appointments/manage/")
+    after = [
+        s["start"]
+        for s in slots(client, start="2026-11-25", end="2026-11-25", provider_id=provider)
+    ]
+    # 08:00 and everything overlapping 08:00-09:00 (45 min + 15 min buffer) is gone
+    assert after[0] == "2026-11-25T09:00:00-05:00"
+    again = client.post(BOOK, json=dict(body, booking_token=booking_token(schedule["patients"][1])))
+    assert again.status_code == 409 and again.get_json() == {"error": "slot_unavailable"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"booking_token": "forged"}, "booking_token"),
+        ({"appointment_type": "procedure"}, "appointment_type"),  # staff-only type
+        ({"provider_id": 999}, "provider_id"),
+        ({"provider_id": "1"}, "provider_id"),
+        ({"start": "tomorrow"}, "start"),
+        ({"start": None}, "start"),
+    ],
+)
+def test_booking_errors(client, schedule, booking_token, change, field):
+    body = {
+        "booking_token": booking_token(schedule["patients"][0]),
+        "appointment_type": "consultation",
+        "provider_id": schedule["providers"][0],
+        "start": "2026-11-25T08:00:00-05:00",
+        **change,
+    }
+    response = client.post(BOOK, json=body)
+    assert response.status_code == 422, response.get_json()
+    assert field in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "2026-11-24T11:00:00-05:00",  # inside the 12-hour notice
+        "2026-11-25T08:05:00-05:00",  # off the grid
+        "2026-11-25T12:00:00-05:00",  # lunch
+        "2027-06-01T09:00:00-04:00",  # beyond the 90-day horizon
+    ],
+)
+def test_patients_get_offered_slots_only(client, schedule, booking_token, start):
+    body = {
+        "booking_token": booking_token(schedule["patients"][0]),
+        "appointment_type": "consultation",
+        "provider_id": schedule["providers"][0],
+        "start": start,
+    }
+    assert client.post(BOOK, json=body).status_code == 409
+
+
+def test_idempotency_key_replays_the_first_answer(app, client, schedule, booking_token):
+    body = {
+        "booking_token": booking_token(schedule["patients"][0]),
+        "appointment_type": "consultation",
+        "provider_id": schedule["providers"][0],
+        "start": "2026-11-25T09:00:00-05:00",
+    }
+    headers = {"Idempotency-Key": "retry-me-1"}
+    first = client.post(BOOK, json=body, headers=headers)
+    second = client.post(BOOK, json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.get_json() == second.get_json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    other = client.post(BOOK, json=dict(body, start="2026-11-25T10:00:00-05:00"), headers=headers)
+    assert other.status_code == 422
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Appointment)) == 1
+
+
+def test_staff_book_reschedule_cancel_and_status(app, client, schedule, staff_token):
+    headers = staff_token("front_desk")
+    provider = schedule["providers"][1]
+    response = client.post(
+        BOOK,
+        headers=headers,
+        json={
+            "patient_id": schedule["patients"][0],
+            "appointment_type": "procedure",
+            "provider_id": provider,
+            "start": "2026-11-24T14:10:00-05:00",
+        },
+    )  # off-grid is fine
+    assert response.status_code == 201, response.get_json()
+    appointment = response.get_json()
+    url = f"{BOOK}/{appointment['id']}"
+    moved = client.post(
+        f"{url}/reschedule", headers=headers, json={"start": "2026-11-26T09:00:00-05:00"}
+    )
+    assert moved.status_code == 200 and moved.get_json()["start"] == "2026-11-26T09:00:00-05:00"
+    assert moved.get_json()["manage_url"] == appointment["manage_url"]  # same link, new time
+    bad = client.post(f"{url}/status", headers=headers, json={"status": "fulfilled"})
+    assert bad.status_code == 422
+    assert (
+        client.post(f"{url}/status", headers=headers, json={"status": "arrived"}).status_code == 200
+    )
+    assert client.post(f"{url}/cancel", headers=headers, json={}).status_code == 422
+    done = client.post(f"{url}/cancel", headers=headers, json={"reason": "Feeling unwell"})
+    assert done.status_code == 200 and done.get_json()["status"] == "cancelled"
+    with app.app_context():
+        row = db.session.get(Appointment, appointment["id"])
+        assert row.cancel_reason == "Feeling unwell" and row.cancelled_by_id is not None
+        assert row.sequence == 1
+    listed = client.get(
+        BOOK, headers=headers, query_string={"start": "2026-11-20", "end": "2026-11-30"}
+    ).get_json()
+    assert [a["status"] for a in listed] == ["cancelled"]
+
+
+def test_staff_api_needs_a_token_and_a_role(client, schedule, staff_token):
+    assert (
+        client.get(BOOK, query_string={"start": "2026-11-20", "end": "2026-11-30"}).status_code
+        == 401
+    )
+    billing = staff_token("billing")
+    response = client.post(
+        BOOK,
+        headers=billing,
+        json={
+            "patient_id": schedule["patients"][0],
+            "appointment_type": "procedure",
+            "provider_id": schedule["providers"][0],
+            "start": "2026-11-25T09:00:00-05:00",
+        },
+    )
+    assert response.status_code == 403
+    bogus = client.post(BOOK, headers={"Authorization": "Bearer nope"}, json={})
+    assert bogus.status_code == 401
+
+
+def _race(app, bodies, headers=None) -> list[int]:
+    """POST every body at the same moment from its own thread; the status codes."""
+    barrier = threading.Barrier(len(bodies))
+    codes: list[int] = [0] * len(bodies)
+
+    def run(i):
+        client = app.test_client()
+        barrier.wait()
+        codes[i] = client.post(BOOK, json=bodies[i], headers=headers or {}).status_code
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return codes
+
+
+def _active(app, provider_id):
+    with app.app_context():
+        return db.session.scalars(
+            select(Appointment).where(
+                Appointment.provider_id == provider_id,
+                Appointment.status == AppointmentStatus.BOOKED,
+            )
+        ).all()
+
+
+def test_32_simultaneous_bookings_of_one_slot(app, schedule, booking_token):
+    provider = schedule["providers"][0]
+    bodies = [
+        {
+            "booking_token": booking_token(schedule["patients"][i]),
+            "appointment_type": "consultation",
+            "provider_id": provider,
+            "start": "2026-11-25T10:00:00-05:00",
+        }
+        for i in range(32)
+    ]
+    codes = _race(app, bodies)
+    assert sorted(codes) == [201] + [409] * 31
+    assert len(_active(app, provider)) == 1
+
+
+def test_overlapping_slots_of_different_lengths(app, schedule, staff_token):
+    """Staff book 32 overlapping spans of different types: exactly one wins."""
+    headers = staff_token("front_desk")
+    provider = schedule["providers"][1]
+    kinds = ["procedure", "consultation", "post_procedure_visit", "phone_check_in"]
+    bodies = [
+        {
+            "patient_id": schedule["patients"][i],
+            "appointment_type": kinds[i % 4],
+            "provider_id": provider,
+            "start": f"2026-11-27T09:{(i % 4) * 5:02d}:00-05:00",  # all cover 09:15-09:30
+        }
+        for i in range(32)
+    ]
+    codes = _race(app, bodies, headers)
+    assert codes.count(201) == 1 and codes.count(409) == 31, codes
+    [winner] = _active(app, provider)  # whichever type won, it alone holds the time
+    assert winner.start_at.astimezone(NY).strftime("%H") == "09"
+
+
+def test_reschedule_racing_a_booking(app, schedule, staff_token, booking_token):
+    headers = staff_token("nurse")
+    provider = schedule["providers"][0]
+    client = app.test_client()
+    existing = client.post(
+        BOOK,
+        headers=headers,
+        json={
+            "patient_id": schedule["patients"][0],
+            "appointment_type": "consultation",
+            "provider_id": provider,
+            "start": "2026-11-30T08:00:00-05:00",
+        },
+    ).get_json()
+    target = "2026-11-30T14:00:00-05:00"
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def move():
+        c = app.test_client()
+        barrier.wait()
+        results["move"] = c.post(
+            f"{BOOK}/{existing['id']}/reschedule", headers=headers, json={"start": target}
+        ).status_code
+
+    def book():
+        c = app.test_client()
+        barrier.wait()
+        results["book"] = c.post(
+            BOOK,
+            json={
+                "booking_token": booking_token(schedule["patients"][1]),
+                "appointment_type": "consultation",
+                "provider_id": provider,
+                "start": target,
+            },
+        ).status_code
+
+    threads = [threading.Thread(target=move), threading.Thread(target=book)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results.values()) in ([200, 409], [201, 409]), results
+    at_target = [
+        a for a in _active(app, provider) if a.start_at == datetime(2026, 11, 30, 14, tzinfo=NY)
+    ]
+    assert len(at_target) == 1
+
+
+def test_postgres_constraint_refuses_an_overlap_written_behind_the_app(
+    app, client, schedule, booking_token
+):
+    from sqlalchemy import text
+
+    body = {
+        "booking_token": booking_token(schedule["patients"][0]),
+        "appointment_type": "consultation",
+        "provider_id": schedule["providers"][0],
+        "start": "2026-11-25T10:00:00-05:00",
+    }
+    assert client.post(BOOK, json=body).status_code == 201
+    with app.app_context():
+        with pytest.raises(Exception, match="ex_appointment_no_double_booking"):
+            db.session.execute(
+                text(
+                    "INSERT INTO appointment (patient_id, provider_id, location_id, "
+                    "appointment_type_id, status, start_at, end_at, occupied_start, occupied_end, "
+                    "sequence, source, created_at, updated_at) SELECT patient_id, provider_id, "
+                    "location_id, appointment_type_id, 'booked', start_at + interval '50 minutes', "
+                    "end_at + interval '50 minutes', occupied_start + interval '50 minutes', "
+                    "occupied_end + interval '50 minutes', 0, 'staff', created_at, updated_at "
+                    "FROM appointment"
+                )
+            )
+        db.session.rollback()
