@@ -53,10 +53,12 @@ def _register_blueprints(app: Flask) -> None:
     from clinic import health
     from clinic.api import bp as api_bp
     from clinic.intake.views import bp as intake_bp
+    from clinic.scheduling.views import bp as scheduling_bp
     from clinic.staff.views import bp as staff_bp
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake_bp)
+    app.register_blueprint(scheduling_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(api_bp)
 

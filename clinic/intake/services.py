@@ -385,3 +385,24 @@ def _parse_clinician_value(kind, value, lo, hi, field_id):
     if kind == "decimal":
         number = round(number, 1)
     return number
+
+
+def mark_booked(request: ConsultationRequest, *, now: datetime) -> None:
+    """The patient booked a consultation from the intake's link."""
+    if request.status == RequestStatus.BOOKED:
+        return
+    db.session.add(
+        StatusChange(
+            request=request,
+            from_status=request.status,
+            to_status=RequestStatus.BOOKED,
+            reason="The patient booked online.",
+            at=now,
+        )
+    )
+    request.status = RequestStatus.BOOKED
+    request.updated_at = now
+    audit.record_request(
+        "update", request, changed_fields=["status"], reason="booked online", now=now
+    )
+    db.session.flush()

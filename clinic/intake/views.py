@@ -15,6 +15,7 @@ from clinic.intake.fields import SECTIONS
 from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
 from clinic.intake.rules import Triage, triage
 from clinic.intake.submit import after_commit, submit_from_draft
+from clinic.tokens import make_token
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("intake", __name__)
@@ -114,7 +115,11 @@ def _finish(draft):
         db.session.rollback()
         return _render_step(first, IntakeStepForm(), draft.answers, result.errors), 422
     session.pop(SESSION_KEY, None)
-    session["intake_done"] = {"id": result.request.id, "triage": result.request.triage}
+    session["intake_done"] = {
+        "id": result.request.id,
+        "triage": result.request.triage,
+        "patient_id": result.request.patient_id,
+    }
     return redirect(url_for(".done"))
 
 
@@ -181,4 +186,8 @@ def done():
     info = session.get("intake_done")
     if not info:
         return redirect(url_for(".home"))
-    return render_template("intake/done.html", triage=info["triage"])
+    booking_url = None
+    if info["triage"] != "emergency" and info.get("patient_id"):
+        token = make_token("booking", {"request_id": info["id"], "patient_id": info["patient_id"]})
+        booking_url = url_for("scheduling.book", token=token)
+    return render_template("intake/done.html", triage=info["triage"], booking_url=booking_url)

@@ -19,6 +19,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from clinic import audit
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
+from clinic.intake import services as intake_services
+from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient, StaffUser
 from clinic.scheduling import availability as av
 from clinic.scheduling.models import (
@@ -300,6 +302,13 @@ def book_appointment(
     _occupy(appointment, appointment_type, start)
     db.session.add(appointment)
     _flush_or_conflict()
+    request = (
+        db.session.get(ConsultationRequest, consultation_request_id)
+        if consultation_request_id
+        else None
+    )
+    if request is not None and request.patient_id == patient.id:
+        intake_services.mark_booked(request, now=now)
     audit.record(
         "create",
         actor=actor,

@@ -1,0 +1,251 @@
+"""Patient pages: pick a consultation time after the intake; manage it from the emailed link.
+
+The links carry signed, purpose-bound tokens (no patient data); pages act only on POST.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import SelectField
+
+from clinic import http
+from clinic.errors import DomainError, ValidationFailed
+from clinic.extensions import db, limiter
+from clinic.models import Patient
+from clinic.scheduling import links, services
+from clinic.scheduling.models import AppointmentStatus, AppointmentType, Location, Provider
+from clinic.tokens import read_token
+
+bp = Blueprint("scheduling", __name__)
+BOOKING_TOKEN_MAX_AGE = 30 * 86400
+DAYS_SHOWN = 7
+CANCEL_REASONS = [
+    ("cannot_make_it", "I can't make it at that time"),
+    ("feeling_better", "I'm feeling better"),
+    ("another_clinic", "I'm being seen elsewhere"),
+    ("other", "Another reason"),
+]
+
+
+class CancelForm(FlaskForm):
+    reason = SelectField("Why are you cancelling?", choices=CANCEL_REASONS)
+
+
+class PickForm(FlaskForm):
+    """The chosen slot comes as "provider_id|ISO start"; checked against what is offered."""
+
+
+def _consultation() -> AppointmentType:
+    found = db.session.scalars(
+        select(AppointmentType).where(
+            AppointmentType.code == "consultation", AppointmentType.active.is_(True)
+        )
+    ).first()
+    if found is None:
+        abort(404)
+    return found
+
+
+def _days_from(raw: str | None) -> datetime:
+    tz = http.clinic_tz()
+    today = http.now().astimezone(tz).date()
+    try:
+        day = date.fromisoformat(raw) if raw else today
+    except ValueError:
+        day = today
+    return datetime.combine(max(day, today), time(0), tzinfo=tz)
+
+
+def _slot_days(appointment_type, start, *, exclude_appointment_id=None):
+    """The free slots of the next week, grouped by clinic-local day, with provider names."""
+    tz = http.clinic_tz()
+    end = start + timedelta(days=DAYS_SHOWN)
+    found = services.search_slots(
+        appointment_type, start, end, now=http.now(), exclude_appointment_id=exclude_appointment_id
+    )
+    providers = {p.id: p for p in db.session.scalars(select(Provider))}
+    locations = {loc.id: loc for loc in db.session.scalars(select(Location))}
+    days: dict[date, list[dict]] = {}
+    for slot in found:
+        local = slot.start.astimezone(tz)
+        days.setdefault(local.date(), []).append(
+            {
+                "value": f"{slot.provider_id}|{slot.start.isoformat()}",
+                "time": local.strftime("%-I:%M %p"),
+                "provider": providers[slot.provider_id].name,
+                "location": locations[slot.location_id].name,
+            }
+        )
+    return days, end
+
+
+def _chosen(raw: str | None) -> tuple[Provider, datetime]:
+    provider_id, _, start = (raw or "").partition("|")
+    try:
+        provider = db.session.get(Provider, int(provider_id))
+        moment = datetime.fromisoformat(start)
+    except ValueError:
+        provider, moment = None, None
+    if provider is None or moment is None or moment.tzinfo is None:
+        raise ValidationFailed({"slot": ["Choose a time from the list."]})
+    return provider, moment
+
+
+def _booking(token: str):
+    data = read_token("booking", token, BOOKING_TOKEN_MAX_AGE)
+    patient = db.session.get(Patient, data["patient_id"]) if isinstance(data, dict) else None
+    if patient is None:
+        return None, None
+    return patient, data.get("request_id")
+
+
+@bp.get("/book/<token>")
+def book(token: str):
+    patient, _ = _booking(token)
+    if patient is None:
+        return render_template("scheduling/link_expired.html"), 404
+    start = _days_from(request.args.get("from"))
+    days, end = _slot_days(_consultation(), start)
+    return render_template(
+        "scheduling/book.html",
+        form=PickForm(),
+        days=days,
+        token=token,
+        next_from=end.date().isoformat(),
+        errors={},
+    )
+
+
+@bp.post("/book/<token>")
+@limiter.limit(http.public_post_limit)
+def book_post(token: str):
+    patient, request_id = _booking(token)
+    if patient is None:
+        return render_template("scheduling/link_expired.html"), 404
+    form = PickForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        provider, start = _chosen(request.form.get("slot"))
+        appointment = services.book_appointment(
+            patient,
+            _consultation(),
+            provider,
+            start,
+            now=http.now(),
+            actor=None,
+            source="patient",
+            consultation_request_id=request_id,
+            client=http.client_meta(),
+        )
+    except (ValidationFailed, services.SlotUnavailable) as exc:
+        db.session.rollback()
+        message = (
+            "That time was just taken. Please choose another."
+            if isinstance(exc, services.SlotUnavailable)
+            else "Choose a time from the list."
+        )
+        days, end = _slot_days(_consultation(), _days_from(None))
+        return render_template(
+            "scheduling/book.html",
+            form=form,
+            days=days,
+            token=token,
+            next_from=end.date().isoformat(),
+            errors={"slot": [message]},
+        ), 409 if isinstance(exc, services.SlotUnavailable) else 422
+    db.session.commit()
+    flash("You're booked. We have also saved this page's link for you.", "success")
+    return redirect(url_for(".manage", token=links.manage_token(appointment)))
+
+
+def _managed(token: str):
+    appointment = links.appointment_for(token, http.now())
+    if appointment is None:
+        abort(404)
+    return appointment
+
+
+@bp.get("/appointments/manage/<token>")
+def manage(token: str):
+    appointment = _managed(token)
+    tz = http.clinic_tz()
+    return render_template(
+        "scheduling/manage.html",
+        appointment=appointment,
+        token=token,
+        start=appointment.start_at.astimezone(tz),
+        form=CancelForm(),
+        can_change=appointment.status == AppointmentStatus.BOOKED
+        and appointment.start_at > http.now(),
+    )
+
+
+@bp.post("/appointments/manage/<token>/cancel")
+@limiter.limit(http.public_post_limit)
+def manage_cancel(token: str):
+    appointment = _managed(token)
+    form = CancelForm()
+    if not form.validate_on_submit():
+        abort(400)
+    label = dict(CANCEL_REASONS)[form.reason.data]
+    try:
+        services.cancel(
+            appointment, f"Patient: {label}", now=http.now(), actor=None, client=http.client_meta()
+        )
+    except (DomainError, ValidationFailed):
+        db.session.rollback()
+        flash("This appointment can no longer be cancelled online. Please call us.", "error")
+        return redirect(url_for(".manage", token=token))
+    db.session.commit()
+    flash("Your appointment is cancelled.", "success")
+    return redirect(url_for(".manage", token=token))
+
+
+@bp.route("/appointments/manage/<token>/reschedule", methods=["GET", "POST"])
+@limiter.limit(http.public_post_limit, methods=["POST"])
+def manage_reschedule(token: str):
+    appointment = _managed(token)
+    form = PickForm()
+    errors: dict[str, list[str]] = {}
+    code = 200
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        try:
+            provider, start = _chosen(request.form.get("slot"))
+            services.reschedule(
+                appointment,
+                start,
+                now=http.now(),
+                actor=None,
+                provider=provider,
+                client=http.client_meta(),
+            )
+        except services.SlotUnavailable:
+            db.session.rollback()
+            errors, code = {"slot": ["That time was just taken. Please choose another."]}, 409
+        except (ValidationFailed, DomainError):
+            db.session.rollback()
+            errors, code = {"slot": ["Choose a time from the list."]}, 422
+        else:
+            db.session.commit()
+            flash("Your appointment has moved.", "success")
+            return redirect(url_for(".manage", token=token))
+    start = _days_from(request.args.get("from"))
+    days, end = _slot_days(
+        appointment.appointment_type, start, exclude_appointment_id=appointment.id
+    )
+    return render_template(
+        "scheduling/book.html",
+        form=form,
+        days=days,
+        token=token,
+        next_from=end.date().isoformat(),
+        errors=errors,
+        rescheduling=appointment,
+    ), code

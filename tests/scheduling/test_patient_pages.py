@@ -1,0 +1,167 @@
+"""The patient's booking page after the intake, and the manage link; DST-correct slot times."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from clinic.extensions import db
+from clinic.intake.models import ConsultationRequest
+from clinic.scheduling.models import Appointment
+
+
+def first_choice(page: str) -> str:
+    return re.search(r'name="slot" value="([^"]+)"', page).group(1)
+
+
+@pytest.fixture
+def booked(app, client, schedule, make_request, booking_token):
+    """A patient who came through the intake and booked the first offered time."""
+    request_id = make_request()
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    token = booking_token(patient_id, request_id)
+    page = client.get(f"/book/{token}").get_data(as_text=True)
+    choice = first_choice(page)
+    response = client.post(f"/book/{token}", data={"slot": choice})
+    assert response.status_code == 302 and "/appointments/manage/" in response.location
+    return {
+        "choice": choice,
+        "token": token,
+        "manage": response.location,
+        "request_id": request_id,
+        "patient_id": patient_id,
+    }
+
+
+def test_intake_thank_you_page_leads_to_booking(app, client, schedule):
+    from tests.limits import ALL_SHOWN
+    from tests.test_intake_form import walk
+
+    walk(client, ALL_SHOWN)
+    page = client.get("/intake/done").get_data(as_text=True)
+    link = re.search(r'href="(/book/[^"]+)"', page).group(1)
+    booking = client.get(link).get_data(as_text=True)
+    assert "Choose a time for your consultation" in booking
+    assert "Wednesday, November 25" in booking and "8:00 AM" in booking
+    assert "Dr. Anika Patel" in booking and "Dr. Thomas Brennan" in booking
+
+
+def test_booking_from_the_page(app, client, booked):
+    page = client.get(booked["manage"]).get_data(as_text=True)
+    assert "Wednesday, November 25, 2026 at 8:00 AM" in page
+    assert "120 Main Street" in page and "Cancel my appointment" in page
+    with app.app_context():
+        [appointment] = db.session.scalars(select(Appointment)).all()
+        assert appointment.source == "patient" and appointment.status == "booked"
+        assert appointment.consultation_request_id == booked["request_id"]
+        request = db.session.get(ConsultationRequest, booked["request_id"])
+        assert request.status == "booked"
+        assert request.status_changes[-1].reason == "The patient booked online."
+
+
+def test_bad_links_and_bad_choices(app, client, schedule, booking_token):
+    assert client.get("/book/not-a-token").status_code == 404
+    assert "expired" in client.get("/book/not-a-token").get_data(as_text=True)
+    assert client.get("/appointments/manage/forged").status_code == 404
+    token = booking_token(schedule["patients"][0])
+    provider = schedule["providers"][0]
+    assert client.post(f"/book/{token}", data={"slot": f"{provider}|soon"}).status_code == 422
+    assert client.post(f"/book/{token}", data={}).status_code == 422
+    off_grid = f"{provider}|2026-11-25T08:05:00-05:00"
+    response = client.post(f"/book/{token}", data={"slot": off_grid})
+    assert response.status_code == 409
+    assert "just taken" in response.get_data(as_text=True)
+
+
+def test_a_taken_time_says_so(app, client, booked, schedule, booking_token):
+    token = booking_token(schedule["patients"][5])
+    taken = booked["choice"]
+    response = client.post(f"/book/{token}", data={"slot": taken})
+    assert response.status_code == 409
+    assert "That time was just taken" in response.get_data(as_text=True)
+
+
+def test_manage_link_cancels_only_on_post(app, client, booked):
+    client.get(booked["manage"])
+    client.get(booked["manage"] + "/cancel")  # GET does nothing (405)
+    with app.app_context():
+        assert db.session.scalars(select(Appointment)).one().status == "booked"
+    response = client.post(booked["manage"] + "/cancel", data={"reason": "feeling_better"})
+    assert response.status_code == 302
+    page = client.get(booked["manage"]).get_data(as_text=True)
+    assert "This appointment is cancelled" in page and "Cancel my appointment" not in page
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        assert appointment.status == "cancelled"
+        assert appointment.cancel_reason == "Patient: I'm feeling better"
+        assert appointment.cancelled_by_id is None
+
+
+def test_reschedule_keeps_the_link_working(app, client, booked):
+    page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
+    choices = re.findall(r'name="slot" value="([^"]+)"', page)
+    assert choices[0].endswith("2026-11-25T08:00:00-05:00")  # its own time is offered again
+    later = next(c for c in choices if c.endswith("T14:00:00-05:00"))
+    response = client.post(booked["manage"] + "/reschedule", data={"slot": later})
+    assert response.status_code == 302
+    page = client.get(booked["manage"]).get_data(as_text=True)  # the old link
+    assert "2:00 PM" in page
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        assert appointment.sequence == 1 and appointment.status == "booked"
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "end", "expected"),
+    [
+        # March: Friday 09:00 is EST (-05:00), Monday 09:00 is EDT (-04:00)
+        (
+            datetime(2026, 3, 5, 12, tzinfo=UTC),
+            "2026-03-06",
+            "2026-03-09",
+            {
+                "2026-03-06": "-05:00",
+                "2026-03-07": "-05:00",
+                "2026-03-08": "-04:00",
+                "2026-03-09": "-04:00",
+            },
+        ),
+        # November: Friday EDT, Monday EST
+        (
+            datetime(2026, 10, 29, 12, tzinfo=UTC),
+            "2026-10-30",
+            "2026-11-02",
+            {
+                "2026-10-30": "-04:00",
+                "2026-10-31": "-04:00",
+                "2026-11-01": "-05:00",
+                "2026-11-02": "-05:00",
+            },
+        ),
+    ],
+)
+def test_slots_across_clock_changes(app, client, schedule, now, start, end, expected):
+    app.config["CLINIC_NOW"] = now
+    found = client.get(
+        "/api/v1/slots",
+        query_string={
+            "appointment_type": "consultation",
+            "start": start,
+            "end": end,
+            "provider_id": schedule["providers"][0],
+        },
+    ).get_json()
+    by_day: dict[str, list[str]] = {}
+    for slot in found:
+        by_day.setdefault(slot["start"][:10], []).append(slot["start"])
+    assert set(by_day) == set(expected)
+    for day, offset in expected.items():
+        times = by_day[day]
+        assert times[0] == f"{day}T08:00:00{offset}"  # opening time stays 08:00 local
+        assert times[-1] == f"{day}T16:15:00{offset}"
+        assert all(t.endswith(offset) for t in times)
+        assert len(times) == 28  # 08:00-11:15 and 13:00-16:15, every 15 minutes
