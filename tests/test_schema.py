@@ -84,3 +84,11 @@ def test_signature_mismatch_warns_but_does_not_block():
 
 def test_sections_cover_a_to_h_with_red_flags_first():
     assert [s.id for s in SECTIONS] == ["C", "A", "B", "D", "E", "F", "G", "H"]
+
+
+def test_pregnancy_question_is_asked_unless_male():
+    values = {k: v for k, v in ALL_SHOWN.items() if k not in {"sex_at_birth", "pregnancy_possible"}}
+    _, errors = schema.validate_all(values, TODAY)
+    assert "pregnancy_possible" in errors  # skipped sex question: still asked
+    _, errors = schema.validate_all(dict(values, sex_at_birth="male"), TODAY)
+    assert "pregnancy_possible" not in errors

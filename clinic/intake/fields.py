@@ -907,7 +907,8 @@ IMAGING = Section(
 )
 
 _ANTICOAG = _when("anticoag_any", eq=True)
-_NOT_MALE = _when("sex_at_birth", ne="male")
+# shown unless "male" (also when the question was skipped)
+_NOT_MALE = {"not": _when("sex_at_birth", eq="male")}
 HEALTH = Section(
     "G",
     "health",

@@ -1,0 +1,116 @@
+"""In a real browser: a patient books a consultation right after the intake, then cancels it
+from the manage link."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from clinic.extensions import db
+from clinic.scheduling.models import Appointment
+from tests.browser.test_patient_intake import (
+    MOBILE,
+    answer_red_flags,
+    choose,
+    fill,
+    pick,
+    save_and_continue,
+)
+from tests.scheduling.conftest import build_schedule
+
+
+def complete_intake(page: Page) -> None:
+    """The required answers of every step, as a patient on a phone gives them."""
+    page.goto("/intake")
+    answer_red_flags(page)
+    save_and_continue(page)
+    choose(page, "completed_by", "I am the patient")
+    fill(page, {"first_name": "Ruth", "last_name": "Calloway", "date_of_birth": "04/17/1950"})
+    choose(page, "preferred_contact", "Email")
+    fill(page, {"email": "ruth.calloway@example.com"})
+    choose(page, "voicemail_ok", "No")
+    pick(page, "preferred_language", "English")
+    save_and_continue(page)
+    pick(page, "insurance_type", "I will pay myself")
+    save_and_continue(page)
+    choose(page, "symptom_locations", "Low back", "Thigh")
+    choose(page, "symptom_laterality", "Left")
+    choose(page, "symptom_types", "Pain")
+    choose(page, "symptom_duration", "6 to 12 months")
+    choose(page, "symptom_onset", "Slowly, over time")
+    for field_id in ("worse_standing", "worse_walking", "relief_sitting", "relief_flexion"):
+        choose(page, field_id, "Yes")
+    fill(
+        page,
+        {
+            "max_standing_minutes": "15",
+            "max_walking_minutes": "10",
+            "nprs_back_now": "5",
+            "nprs_leg_now": "6",
+            "nprs_back_avg7d": "5",
+            "nprs_leg_avg7d": "6",
+        },
+    )
+    save_and_continue(page)
+    for field_id in (
+        "tx_physical_therapy",
+        "tx_home_exercise",
+        "tx_opioid_current",
+        "tx_esi",
+        "tx_prior_mild",
+        "tx_spacer",
+        "tx_lumbar_surgery",
+    ):
+        choose(page, field_id, "No")
+    choose(page, "tx_meds", "Acetaminophen (Tylenol)")
+    save_and_continue(page)
+    choose(page, "imaging_type", "No scan")
+    save_and_continue(page)
+    for field_id in ("anticoag_any", "bleeding_disorder", "active_infection"):
+        choose(page, field_id, "No")
+    choose(page, "pregnancy_possible", "No")
+    choose(page, "allergy_contrast", "No")
+    choose(page, "allergy_local_anesthetic", "No")
+    choose(page, "can_lie_prone", "Yes")
+    save_and_continue(page)
+    for field_id in ("ack_not_emergency", "ack_npp", "attest_accurate"):
+        page.locator(f"#{field_id}").check()
+    choose(page, "consent_email", "Yes")
+    fill(page, {"e_signature": "Ruth Calloway"})
+    page.get_by_role("button", name="Send my request").click()
+    expect(page).to_have_url(re.compile(r"/intake/done$"))
+
+
+def test_patient_books_after_the_intake_and_cancels_from_the_link(app, live_server, new_page):
+    with app.app_context():
+        build_schedule()
+    page = new_page(viewport=MOBILE)
+    complete_intake(page)
+
+    page.get_by_role("link", name="Choose a time").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Choose a time for your consultation")
+    wednesday = page.get_by_role("group", name="Wednesday, November 25")
+    expect(wednesday).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"]
+    wednesday.get_by_label(re.compile(r"^9:00 AM with Dr. Thomas Brennan")).check()
+    page.get_by_role("button", name="Book this time").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your appointment")
+    expect(page.get_by_text("Wednesday, November 25, 2026 at 9:00 AM")).to_be_visible()
+    expect(page.get_by_text("Dr. Thomas Brennan")).to_be_visible()
+    manage_url = page.url
+    assert "/appointments/manage/" in manage_url and "Calloway" not in manage_url
+
+    # later, from the link in the confirmation: cancel
+    page.goto(manage_url)
+    page.get_by_label("Why are you cancelling?").select_option(label="I'm feeling better")
+    page.get_by_role("button", name="Cancel my appointment").click()
+    expect(page.get_by_text("This appointment is cancelled.")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel my appointment")).to_have_count(0)
+    with app.app_context():
+        [appointment] = db.session.scalars(select(Appointment)).all()
+        assert appointment.status == "cancelled"
+        assert appointment.cancel_reason == "Patient: I'm feeling better"
+        assert appointment.patient.last_name == "Calloway"
