@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify
 
 from clinic.api import bp
+from clinic.api.openapi_scheduling import scheduling_paths, scheduling_schemas
 from clinic.intake.fields import FIELDS, FORM_VERSION, Field
 
 EXAMPLE_REQUEST = {
@@ -138,6 +139,7 @@ def build_spec() -> dict:
         },
         "servers": [{"url": current_app.config["BASE_URL"]}],
         "paths": {
+            **scheduling_paths(),
             "/api/v1/consultation-requests": {
                 "post": {
                     "summary": "Submit a consultation request (the intake)",
@@ -220,6 +222,7 @@ def build_spec() -> dict:
                     },
                 },
                 "Errors": errors,
+                **scheduling_schemas(),
             },
         },
     }

@@ -360,3 +360,41 @@ def test_postgres_constraint_refuses_an_overlap_written_behind_the_app(
                 )
             )
         db.session.rollback()
+
+
+def test_every_booking_change_is_audited_with_old_and_new_values(
+    app, client, schedule, staff_token
+):
+    from clinic.models import AuditEvent
+
+    headers = staff_token("front_desk")
+    created = client.post(
+        BOOK,
+        headers=headers,
+        json={
+            "patient_id": schedule["patients"][0],
+            "appointment_type": "consultation",
+            "provider_id": schedule["providers"][0],
+            "start": "2026-11-26T09:00:00-05:00",
+        },
+    ).get_json()
+    url = f"{BOOK}/{created['id']}"
+    client.post(
+        f"{url}/reschedule",
+        headers=headers,
+        json={"start": "2026-11-26T10:00:00-05:00", "provider_id": schedule["providers"][1]},
+    )
+    client.post(f"{url}/cancel", headers=headers, json={"reason": "Patient asked"})
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.resource_type == "appointment")
+            .order_by(AuditEvent.id)
+        ).all()
+        assert [e.action for e in events] == ["create", "update", "update"]
+        assert all(e.actor_role == "front_desk" and e.patient_id for e in events)
+        assert events[1].reason == (
+            f"from 2026-11-26T14:00:00+00:00 provider {schedule['providers'][0]} to "
+            f"2026-11-26T15:00:00+00:00 provider {schedule['providers'][1]}"
+        )
+        assert events[2].reason == "booked -> cancelled: Patient asked"
