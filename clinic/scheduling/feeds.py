@@ -30,8 +30,10 @@ AHEAD = timedelta(days=180)
 CACHE_CONTROL = "private, max-age=300"
 # How often subscribers should poll (RFC 7986; X-PUBLISHED-TTL is Outlook's older name for it).
 REFRESH = timedelta(minutes=15)
+REFRESH_TEXT = "PT15M"
 
-_TOKEN_IN_PATH = re.compile(r"/calendar/[^/\s\"?]+\.ics")
+# The feed's path, not the back office's /staff/calendar/... pages.
+_TOKEN_IN_PATH = re.compile(r"(?<!/staff)/calendar/[^\s\"?\x1b]+")
 
 
 class _RedactFeedTokens(logging.Filter):
@@ -43,7 +45,7 @@ class _RedactFeedTokens(logging.Filter):
         except Exception:  # a malformed record is the handler's business, not ours
             return True
         if "/calendar/" in message:
-            record.msg = _TOKEN_IN_PATH.sub("/calendar/[redacted].ics", message)
+            record.msg = _TOKEN_IN_PATH.sub("/calendar/[redacted]", message)
             record.args = None
         return True
 
@@ -94,7 +96,7 @@ def build_calendar(provider: Provider, *, now: datetime) -> bytes:
     calendar.add("name", f"{provider.name} - {config['CLINIC_NAME']}")
     calendar.add("x-wr-timezone", config["CLINIC_TIMEZONE"])
     calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", REFRESH)
+    calendar.add("x-published-ttl", REFRESH_TEXT)
     appointments = db.session.scalars(
         select(Appointment)
         .options(
@@ -130,8 +132,7 @@ def _event(appointment: Appointment, *, host: str, now: datetime) -> Event:
     event.add("transp", "OPAQUE" if active else "TRANSPARENT")
     event.add(
         "summary",
-        f"{appointment.appointment_type.name} - "
-        f"{initials(patient.first_name, patient.last_name)}",
+        f"{appointment.appointment_type.name} - {initials(patient.first_name, patient.last_name)}",
     )
     event.add("location", f"{location.name}, {location.address}")
     event.add("created", appointment.created_at)
@@ -144,8 +145,12 @@ def provider_feed(feed_token: str):
     provider = provider_for_token(feed_token)
     if provider is None:
         abort(404)
-    return build_calendar(provider, now=http.now()), 200, {
-        "Content-Type": "text/calendar; charset=utf-8",
-        "Cache-Control": CACHE_CONTROL,
-        "Content-Disposition": 'inline; filename="schedule.ics"',
-    }
+    return (
+        build_calendar(provider, now=http.now()),
+        200,
+        {
+            "Content-Type": "text/calendar; charset=utf-8",
+            "Cache-Control": CACHE_CONTROL,
+            "Content-Disposition": 'inline; filename="schedule.ics"',
+        },
+    )

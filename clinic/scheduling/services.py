@@ -115,7 +115,7 @@ def _booked_per_day(
     return counts
 
 
-def _schedules(provider: Provider, start: datetime, end: datetime):
+def provider_schedules(provider: Provider, start: datetime, end: datetime):
     """Per location: the weekly windows and the date overrides of the provider there."""
     by_location: dict[int, list[av.Window]] = defaultdict(list)
     for h in provider.hours:
@@ -168,7 +168,7 @@ def search_slots(
     locations = {loc.id: loc for loc in db.session.scalars(select(Location))}
     found: list[FoundSlot] = []
     for provider in db.session.scalars(query):
-        schedules = _schedules(provider, start, end)
+        schedules = provider_schedules(provider, start, end)
         if not schedules:
             continue
         busy = _busy(provider.id, start, end, exclude_appointment_id)
@@ -216,7 +216,7 @@ def _offered(appointment_type, provider_id, start, now, exclude_id=None) -> Foun
 
 def _staff_location(provider: Provider, start: datetime, end: datetime) -> int | None:
     """The location where the provider works over [start, end), ignoring notice and grid."""
-    for location_id, (windows, overrides) in _schedules(provider, start, end).items():
+    for location_id, (windows, overrides) in provider_schedules(provider, start, end).items():
         tz = ZoneInfo(db.session.get(Location, location_id).timezone)
         day = start.astimezone(tz).date()
         for interval in av.working_intervals(day, tz, windows, overrides):
@@ -260,8 +260,13 @@ def _where(
     if start.tzinfo is None:
         raise ValidationFailed({"start": ["Give the time with its offset."]})
     if staff:
+        # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
+        # but not over time off (the database guard covers appointments only).
         end = start + timedelta(minutes=appointment_type.duration_minutes)
-        location_id = _staff_location(provider, start, end)
+        rules = rules_for(appointment_type)
+        span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)
+        time_off = [b for b in _busy(provider.id, start, end, exclude_id) if b.overlaps(span)]
+        location_id = None if time_off else _staff_location(provider, start, end)
     else:
         slot = _offered(appointment_type, provider.id, start, now, exclude_id)
         location_id = slot.location_id if slot else None
@@ -336,6 +341,8 @@ def reschedule(
     if appointment.status not in (AppointmentStatus.BOOKED, AppointmentStatus.PENDING):
         raise DomainError(f"A {appointment.status} appointment can't be moved.")
     provider = provider or appointment.provider
+    if not provider.active:
+        raise ValidationFailed({"provider_id": ["This provider is not taking appointments."]})
     old = (appointment.start_at, appointment.provider_id)
     location_id = _where(
         provider,
@@ -384,13 +391,14 @@ def change_status(
             {"status": [f"An appointment can't go from {appointment.status} to {status}."]}
         )
     reason = (reason or "").strip()
+    if len(reason) > 500:
+        raise ValidationFailed({"reason": ["Use at most 500 characters."]})
     if status == AppointmentStatus.CANCELLED:
         if not reason:
             raise ValidationFailed({"reason": ["Give a reason for cancelling."]})
-        if len(reason) > 500:
-            raise ValidationFailed({"reason": ["Use at most 500 characters."]})
         appointment.cancel_reason = reason
         appointment.cancelled_at = now
+        appointment.sequence += 1  # calendars treat a cancellation as a new revision
         appointment.cancelled_by_id = actor.id if actor else None
     old = appointment.status
     appointment.status = status
@@ -430,6 +438,7 @@ def waitlist_matches(appointment: Appointment) -> Sequence[WaitlistEntry]:
         select(WaitlistEntry)
         .where(
             WaitlistEntry.status == "waiting",
+            WaitlistEntry.patient_id != appointment.patient_id,  # not back to who cancelled
             WaitlistEntry.appointment_type_id == appointment.appointment_type_id,
             (WaitlistEntry.provider_id.is_(None))
             | (WaitlistEntry.provider_id == appointment.provider_id),

@@ -324,3 +324,7 @@ def audit_log():
     return render_template(
         "staff/audit.html", rows=rows, patient_id=patient_id, tz=http.clinic_tz()
     )
+
+
+# Feature modules whose routes hang on this blueprint.
+from clinic.staff import calendar, providers, schedule_settings, waitlist  # noqa: E402, F401

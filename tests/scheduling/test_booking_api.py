@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -192,7 +192,7 @@ def test_staff_book_reschedule_cancel_and_status(app, client, schedule, staff_to
     with app.app_context():
         row = db.session.get(Appointment, appointment["id"])
         assert row.cancel_reason == "Feeling unwell" and row.cancelled_by_id is not None
-        assert row.sequence == 1
+        assert row.sequence == 2  # bumped by the move and by the cancellation
     listed = client.get(
         BOOK, headers=headers, query_string={"start": "2026-11-20", "end": "2026-11-30"}
     ).get_json()
@@ -398,3 +398,29 @@ def test_every_booking_change_is_audited_with_old_and_new_values(
             f"2026-11-26T15:00:00+00:00 provider {schedule['providers'][1]}"
         )
         assert events[2].reason == "booked -> cancelled: Patient asked"
+
+
+def test_staff_cannot_book_over_time_off(app, client, schedule, staff_token):
+    from clinic.scheduling.models import TimeOff
+
+    provider = schedule["providers"][0]
+    with app.app_context():
+        db.session.add(
+            TimeOff(
+                provider_id=provider,
+                reason="Conference",
+                start_at=datetime(2026, 11, 26, 14, tzinfo=UTC),
+                end_at=datetime(2026, 11, 26, 17, tzinfo=UTC),
+            )
+        )
+        db.session.commit()
+    body = {
+        "patient_id": schedule["patients"][0],
+        "appointment_type": "phone_check_in",
+        "provider_id": provider,
+    }
+    headers = staff_token("nurse")
+    inside = client.post(BOOK, headers=headers, json=dict(body, start="2026-11-26T10:00:00-05:00"))
+    assert inside.status_code == 409
+    after = client.post(BOOK, headers=headers, json=dict(body, start="2026-11-26T13:00:00-05:00"))
+    assert after.status_code == 201

@@ -1,0 +1,191 @@
+"""Editing the schedule's building blocks: locations, providers' hours, exceptions, time off,
+closures and appointment types. Services flush, never commit."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+
+from clinic import audit
+from clinic.errors import ValidationFailed
+from clinic.extensions import db
+from clinic.models import StaffUser
+from clinic.scheduling.models import (
+    AppointmentType,
+    ClinicClosure,
+    Location,
+    Provider,
+    ProviderHours,
+    ScheduleException,
+    TimeOff,
+)
+from clinic.scheduling.services import new_feed_token
+
+TYPE_LIMITS = {  # field: (min, max)
+    "duration_minutes": (5, 480),
+    "buffer_before_minutes": (0, 240),
+    "buffer_after_minutes": (0, 240),
+    "step_minutes": (5, 240),
+    "min_notice_minutes": (0, 60 * 24 * 60),
+    "horizon_days": (1, 730),
+    "daily_cap": (1, 100),
+}
+
+
+def _log(actor: StaffUser, resource_type: str, resource_id, fields: list[str], now) -> None:
+    audit.record(
+        "config_change",
+        actor=actor,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        changed_fields=fields,
+        now=now,
+    )
+
+
+def add_location(values: dict, *, actor: StaffUser, now: datetime) -> Location:
+    """A new clinic location (address, phone, time zone)."""
+    try:
+        ZoneInfo(values.get("timezone") or "")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed(
+            {"timezone": ["Use a time zone name like America/New_York."]}
+        ) from None
+    location = Location(**values)
+    db.session.add(location)
+    db.session.flush()
+    _log(actor, "location", location.id, sorted(values), now)
+    return location
+
+
+def add_provider(name: str, title: str, *, actor: StaffUser, now: datetime) -> Provider:
+    provider = Provider(name=name.strip(), title=title.strip(), feed_token=new_feed_token())
+    db.session.add(provider)
+    db.session.flush()
+    _log(actor, "provider", provider.id, ["name", "title"], now)
+    return provider
+
+
+def _check_times(start: time, end: time) -> None:
+    if end <= start:
+        raise ValidationFailed({"end_time": ["End must be after start."]})
+
+
+def add_hours(
+    provider: Provider,
+    location: Location,
+    weekday: int,
+    start: time,
+    end: time,
+    *,
+    actor: StaffUser,
+    now: datetime,
+) -> ProviderHours:
+    """A weekly working block; overlapping blocks of one provider on one day are refused."""
+    _check_times(start, end)
+    for other in provider.hours:
+        if other.weekday == weekday and other.start_time < end and start < other.end_time:
+            raise ValidationFailed({"start_time": ["This overlaps hours already set that day."]})
+    row = ProviderHours(
+        provider=provider, location=location, weekday=weekday, start_time=start, end_time=end
+    )
+    db.session.add(row)
+    db.session.flush()
+    _log(actor, "provider_hours", row.id, ["weekday", "start_time", "end_time"], now)
+    return row
+
+
+def remove_hours(row: ProviderHours, *, actor: StaffUser, now: datetime) -> None:
+    _log(actor, "provider_hours", row.id, ["deleted"], now)
+    db.session.delete(row)
+    db.session.flush()
+
+
+def add_exception(
+    provider: Provider,
+    day: date,
+    start: time | None,
+    end: time | None,
+    reason: str,
+    *,
+    location: Location | None,
+    actor: StaffUser,
+    now: datetime,
+) -> ScheduleException:
+    """One date's hours (or none: not working), replacing the weekly hours that day."""
+    if (start is None) != (end is None):
+        raise ValidationFailed({"end_time": ["Give both times, or neither for a day off."]})
+    if start is not None:
+        _check_times(start, end)
+    row = ScheduleException(
+        provider_id=provider.id,
+        location_id=location.id if location else None,
+        day=day,
+        start_time=start,
+        end_time=end,
+        reason=reason,
+    )
+    db.session.add(row)
+    db.session.flush()
+    _log(actor, "schedule_exception", row.id, ["day", "start_time", "end_time"], now)
+    return row
+
+
+def add_time_off(
+    provider: Provider,
+    start: datetime,
+    end: datetime,
+    reason: str,
+    *,
+    actor: StaffUser,
+    now: datetime,
+) -> TimeOff:
+    if end <= start:
+        raise ValidationFailed({"end": ["End must be after start."]})
+    row = TimeOff(provider_id=provider.id, start_at=start, end_at=end, reason=reason)
+    db.session.add(row)
+    db.session.flush()
+    _log(actor, "time_off", row.id, ["start_at", "end_at"], now)
+    return row
+
+
+def add_closure(
+    location: Location, day: date, reason: str, *, actor: StaffUser, now: datetime
+) -> ClinicClosure:
+    exists = db.session.scalar(
+        select(ClinicClosure.id).where(
+            ClinicClosure.location_id == location.id, ClinicClosure.day == day
+        )
+    )
+    if exists:
+        raise ValidationFailed({"day": ["This location is already closed that day."]})
+    row = ClinicClosure(location_id=location.id, day=day, reason=reason)
+    db.session.add(row)
+    db.session.flush()
+    _log(actor, "clinic_closure", row.id, ["day"], now)
+    return row
+
+
+def update_type(
+    appointment_type: AppointmentType, values: dict, *, actor: StaffUser, now: datetime
+) -> None:
+    """Change an appointment type's durations, buffers and booking rules."""
+    errors = {}
+    for field, (lo, hi) in TYPE_LIMITS.items():
+        value = values.get(field)
+        if value is None:
+            if field != "daily_cap":
+                errors[field] = ["This is required."]
+            continue
+        if not (lo <= value <= hi):
+            errors[field] = [f"Enter a number from {lo} to {hi}."]
+    if errors:
+        raise ValidationFailed(errors)
+    changed = [f for f, v in values.items() if getattr(appointment_type, f) != v]
+    for field, value in values.items():
+        setattr(appointment_type, field, value)
+    db.session.flush()
+    if changed:
+        _log(actor, "appointment_type", appointment_type.id, changed, now)

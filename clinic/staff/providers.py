@@ -1,0 +1,67 @@
+"""Providers in the back office: their calendar feed URLs, and rotating a leaked one."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from clinic import audit, http
+from clinic.extensions import db
+from clinic.scheduling import services
+from clinic.scheduling.feeds import feed_url
+from clinic.scheduling.models import Provider
+from clinic.staff.forms import ActionForm
+from clinic.staff.roles import require
+from clinic.staff.views import bp
+
+
+@bp.get("/providers")
+@login_required
+@require("schedule.edit")
+def providers():
+    rows = db.session.scalars(
+        select(Provider).order_by(Provider.active.desc(), Provider.name)
+    ).all()
+    # The feed URLs are credentials: who looked at them is worth knowing.
+    audit.record(
+        "view",
+        actor=current_user,
+        resource_type="provider",
+        reason="calendar feed URLs",
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
+    return render_template(
+        "staff/providers.html",
+        rows=[(p, feed_url(p)) for p in rows],
+    )
+
+
+@bp.post("/providers/<int:provider_id>/feed-token")
+@login_required
+@require("schedule.edit")
+def rotate_feed_token(provider_id: int):
+    provider = db.session.get(Provider, provider_id) or abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    provider.feed_token = services.new_feed_token()
+    audit.record(
+        "update",
+        actor=current_user,
+        resource_type="provider",
+        resource_id=provider.id,
+        changed_fields=["feed_token"],
+        reason="calendar feed URL rotated",
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
+    # The new URL is on the page, not in the (cookie-borne) flash message.
+    flash(
+        f"New calendar feed URL for {provider.name}: the old one no longer works. "
+        "Subscribe again with the new one.",
+        "success",
+    )
+    return redirect(url_for(".providers"))

@@ -1,0 +1,384 @@
+"""The waitlist: adding patients, freed slots after cancellations, booking one in one step."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from clinic.extensions import db
+from clinic.models import AuditEvent, Patient, StaffUser
+from clinic.scheduling import services
+from clinic.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    AppointmentType,
+    Provider,
+    TimeOff,
+    WaitlistEntry,
+)
+from tests.conftest import FIXED_NOW
+
+SLOT = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)  # Thu 09:00 in New York
+PAGE = "/staff/waitlist"
+
+
+@pytest.fixture
+def booker(make_staff):
+    return make_staff("physician", "booker@clinic.test")
+
+
+def book(app, actor_id, patient_id, provider_id, start, type_code="consultation") -> int:
+    with app.app_context():
+        appointment = services.book_appointment(
+            db.session.get(Patient, patient_id),
+            db.session.scalars(select(AppointmentType).filter_by(code=type_code)).one(),
+            db.session.get(Provider, provider_id),
+            start,
+            now=FIXED_NOW,
+            actor=db.session.get(StaffUser, actor_id),
+            source="staff",
+        )
+        db.session.commit()
+        return appointment.id
+
+
+def cancel(app, actor_id, appointment_id, now=FIXED_NOW) -> None:
+    with app.app_context():
+        services.cancel(
+            db.session.get(Appointment, appointment_id),
+            "Patient asked",
+            now=now,
+            actor=db.session.get(StaffUser, actor_id),
+        )
+        db.session.commit()
+
+
+def add_entry(app, patient_id, type_id, provider_id=None, days_ago=0, note="") -> int:
+    with app.app_context():
+        entry = WaitlistEntry(
+            patient_id=patient_id,
+            appointment_type_id=type_id,
+            provider_id=provider_id,
+            note=note,
+            created_at=FIXED_NOW - timedelta(days=days_ago),
+        )
+        db.session.add(entry)
+        db.session.commit()
+        return entry.id
+
+
+def name(app, patient_id) -> str:
+    with app.app_context():
+        return db.session.get(Patient, patient_id).display_name
+
+
+def entry(app, entry_id) -> WaitlistEntry:
+    with app.app_context():
+        return db.session.get(WaitlistEntry, entry_id)
+
+
+def freed_section(html: str) -> str:
+    return html.split('id="freed"', 1)[1].split('id="waiting"', 1)[0]
+
+
+def urls(html: str) -> list[str]:
+    return re.findall(r'(?:href|action)="([^"]*)"', html)
+
+
+def test_add_an_entry_and_see_it_listed(app, client, schedule, login):
+    login("front_desk")
+    patient = schedule["patients"][3]
+    response = client.post(
+        PAGE,
+        data={
+            "patient_id": str(patient),
+            "appointment_type_id": str(schedule["types"]["consultation"]),
+            "provider_id": "",
+            "note": "  Mornings only  ",
+        },
+    )
+    assert response.status_code == 302 and response.location.endswith(PAGE)
+    with app.app_context():
+        (stored,) = db.session.scalars(select(WaitlistEntry)).all()
+        assert (stored.patient_id, stored.provider_id, stored.status) == (patient, None, "waiting")
+        assert stored.appointment_type_id == schedule["types"]["consultation"]
+        assert stored.note == "Mornings only" and stored.created_at == FIXED_NOW
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.resource_type == "waitlist_entry")
+        ).one()
+        assert event.action == "create" and event.patient_id == patient
+    add_entry(
+        app, schedule["patients"][4], schedule["types"]["procedure"], schedule["providers"][1], 9
+    )
+
+    html = client.get(PAGE).get_data(as_text=True)
+    waiting = html.split('id="waiting"', 1)[1]
+    assert name(app, patient) in waiting and name(app, schedule["patients"][4]) in waiting
+    assert "New-patient consultation" in waiting and "Procedure" in waiting
+    assert "<td>Any</td>" in waiting and "Dr. Thomas Brennan" in waiting
+    assert "Today" in waiting and "9 days" in waiting and "Mornings only" in waiting
+    # The longest waiting comes first.
+    assert waiting.index(name(app, schedule["patients"][4])) < waiting.index(name(app, patient))
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"patient_id": ""}, "patient_id", "Choose a patient."),
+        ({"patient_id": "99999999"}, "patient_id", "Choose a patient."),
+        ({"patient_id": "abc"}, "patient_id", "Choose a patient."),
+        ({"appointment_type_id": ""}, "appointment_type_id", "Choose a kind of visit."),
+        ({"appointment_type_id": "99999"}, "appointment_type_id", "Choose a kind of visit."),
+        ({"provider_id": "99999"}, "provider_id", "Choose a provider, or any provider."),
+        ({"provider_id": "x"}, "provider_id", "Choose a provider, or any provider."),
+        ({"note": "x" * 301}, "note", "Use at most 300 characters."),
+    ],
+)
+def test_field_errors_answer_422(app, client, schedule, login, change, field, message):
+    login("nurse")
+    data = {
+        "patient_id": str(schedule["patients"][0]),
+        "appointment_type_id": str(schedule["types"]["consultation"]),
+        "provider_id": str(schedule["providers"][0]),
+        "note": "x" * 300,
+        **change,
+    }
+    response = client.post(PAGE, data=data)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert f'id="{field}-error">{message}' in html
+    assert 'aria-invalid="true"' in html
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(WaitlistEntry)) == 0
+
+
+def test_the_same_wait_twice_is_refused(app, client, schedule, login):
+    login("front_desk")
+    data = {
+        "patient_id": str(schedule["patients"][0]),
+        "appointment_type_id": str(schedule["types"]["consultation"]),
+        "provider_id": str(schedule["providers"][0]),
+    }
+    assert client.post(PAGE, data=data).status_code == 302
+    again = client.post(PAGE, data=data)
+    assert again.status_code == 422
+    assert b"already waiting for this visit" in again.data
+    # With any provider it is a different wait.
+    assert client.post(PAGE, data={**data, "provider_id": ""}).status_code == 302
+
+
+def test_remove_an_entry(app, client, schedule, login):
+    login("front_desk")
+    entry_id = add_entry(app, schedule["patients"][0], schedule["types"]["consultation"])
+    response = client.post(f"{PAGE}/{entry_id}/remove")
+    assert response.status_code == 302
+    assert entry(app, entry_id).status == "removed"
+    html = client.get(PAGE).get_data(as_text=True)
+    assert name(app, schedule["patients"][0]) not in html
+    # A second removal changes nothing and says so.
+    client.post(f"{PAGE}/{entry_id}/remove")
+    assert b"no longer on the waitlist" in client.get(PAGE).data
+    assert client.post(f"{PAGE}/999999/remove").status_code == 404
+
+
+def test_a_cancellation_frees_a_slot_offered_to_the_matching_patients(
+    app, client, schedule, login, booker
+):
+    patel, brennan = schedule["providers"]
+    consultation, procedure = schedule["types"]["consultation"], schedule["types"]["procedure"]
+    p = schedule["patients"]
+    any_provider = add_entry(app, p[10], consultation, None, days_ago=5)
+    with_patel = add_entry(app, p[11], consultation, patel, days_ago=2)
+    add_entry(app, p[12], consultation, brennan)  # another provider
+    add_entry(app, p[13], procedure)  # another kind of visit
+    booked_elsewhere = add_entry(app, p[14], consultation)
+    with app.app_context():
+        db.session.get(WaitlistEntry, booked_elsewhere).status = "booked"
+        db.session.commit()
+
+    login("front_desk")
+    assert b"No freed slots right now." in client.get(PAGE).data
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+    # Not offered: a past time, an old cancellation, a time taken again since.
+    cancel(app, booker, book(app, booker, p[1], patel, FIXED_NOW - timedelta(hours=1)))
+    cancel(
+        app,
+        booker,
+        book(app, booker, p[2], patel, SLOT + timedelta(days=1)),
+        now=FIXED_NOW - timedelta(days=15),
+    )
+    cancel(app, booker, book(app, booker, p[3], brennan, SLOT + timedelta(hours=2)))
+    book(app, booker, p[4], brennan, SLOT + timedelta(hours=2))
+
+    html = client.get(PAGE).get_data(as_text=True)
+    freed = freed_section(html)
+    assert freed.count("<tr>") == 2  # the header and one slot
+    assert "Thu Nov 26, 2026 9:00 AM" in freed and "Dr. Anika Patel" in freed
+    offers = re.findall(r"Offer this slot to ([^<]+)</button>", freed)
+    assert offers == [name(app, p[10]), name(app, p[11])]  # longest waiting first
+    assert f'action="/staff/waitlist/{any_provider}/book"' in freed
+    assert f'action="/staff/waitlist/{with_patel}/book"' in freed
+    assert 'name="start" value="2026-11-26T14:00:00+00:00"' in freed
+    assert f'name="provider_id" value="{patel}"' in freed
+    # Names on the page, never in its links.
+    for url in urls(html):
+        for patient_id in p[:15]:
+            assert name(app, patient_id) not in url
+
+    # Time off over the freed time takes it off the list.
+    with app.app_context():
+        db.session.add(
+            TimeOff(provider_id=patel, start_at=SLOT, end_at=SLOT + timedelta(hours=3), reason="")
+        )
+        db.session.commit()
+    assert b"Offer this slot to" not in client.get(PAGE).data
+
+
+def test_offering_books_the_slot_in_one_step(app, client, schedule, login, booker):
+    patel = schedule["providers"][0]
+    p = schedule["patients"]
+    entry_id = add_entry(app, p[10], schedule["types"]["consultation"], note="Any morning")
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+    login("front_desk")
+
+    response = client.post(
+        f"{PAGE}/{entry_id}/book",
+        data={"start": SLOT.isoformat(), "provider_id": str(patel)},
+    )
+    assert response.status_code == 302 and response.location.endswith(PAGE)
+    assert name(app, p[10]) not in response.location
+
+    with app.app_context():
+        stored = db.session.get(WaitlistEntry, entry_id)
+        assert stored.status == "booked" and stored.appointment_id is not None
+        appointment = db.session.get(Appointment, stored.appointment_id)
+        assert appointment.patient_id == p[10] and appointment.provider_id == patel
+        assert appointment.start_at == SLOT and appointment.status == AppointmentStatus.BOOKED
+        assert appointment.source == "staff"
+        front_desk = db.session.scalars(select(StaffUser).filter_by(role="front_desk")).one()
+        assert appointment.created_by_id == front_desk.id
+        actions = {
+            (e.resource_type, e.action)
+            for e in db.session.scalars(select(AuditEvent).where(AuditEvent.patient_id == p[10]))
+        }
+        assert {("appointment", "create"), ("waitlist_entry", "update")} <= actions
+
+    page = client.get(PAGE)
+    html = page.get_data(as_text=True)
+    assert "Booked: New-patient consultation, Thu Nov 26, 9:00 AM with Dr. Anika Patel." in html
+    assert "Offer this slot to" not in html  # the time is taken now
+    assert name(app, p[10]) not in html.split('id="waiting"', 1)[1]  # off the waiting list
+
+    # Booking the same entry again (a second tab) books nothing more.
+    client.post(f"{PAGE}/{entry_id}/book", data={"start": SLOT.isoformat(), "provider_id": patel})
+    assert b"no longer on the waitlist" in client.get(PAGE).data
+    with app.app_context():
+        count = select(func.count()).select_from(Appointment).where(Appointment.patient_id == p[10])
+        assert db.session.scalar(count) == 1
+
+
+def test_slot_taken_meanwhile_books_nothing(app, client, schedule, login, booker):
+    patel = schedule["providers"][0]
+    p = schedule["patients"]
+    entry_id = add_entry(app, p[10], schedule["types"]["consultation"])
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+    login("front_desk")
+    assert b"Offer this slot to" in client.get(PAGE).data
+    # Someone else books an overlapping time before the offer is clicked.
+    book(app, booker, p[1], patel, SLOT + timedelta(minutes=30))
+
+    response = client.post(
+        f"{PAGE}/{entry_id}/book", data={"start": SLOT.isoformat(), "provider_id": str(patel)}
+    )
+    assert response.status_code == 302
+    html = client.get(PAGE).get_data(as_text=True)
+    assert "That time is no longer available (someone took it meanwhile" in html
+    assert "nothing was booked." in html
+    assert entry(app, entry_id).status == "waiting"
+    assert entry(app, entry_id).appointment_id is None
+    with app.app_context():
+        count = select(func.count()).select_from(Appointment).where(Appointment.patient_id == p[10])
+        assert db.session.scalar(count) == 0
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"start": "2026-11-26T14:00:00", "provider_id": "P"},  # no offset
+        {"start": "tomorrow", "provider_id": "P"},
+        {"start": SLOT.isoformat(), "provider_id": "999999"},
+        {"start": SLOT.isoformat()},
+        {"start": SLOT.isoformat(), "provider_id": "OTHER"},  # the entry waits for Patel
+    ],
+)
+def test_tampered_booking_form_is_400(app, client, schedule, login, form):
+    patel, brennan = schedule["providers"]
+    entry_id = add_entry(app, schedule["patients"][10], schedule["types"]["consultation"], patel)
+    if "provider_id" in form:
+        form = {
+            **form,
+            "provider_id": {"P": patel, "OTHER": brennan}.get(
+                form["provider_id"], form["provider_id"]
+            ),
+        }
+    login("nurse")
+    assert client.post(f"{PAGE}/{entry_id}/book", data=form).status_code == 400
+    assert entry(app, entry_id).status == "waiting"
+
+
+def test_a_past_time_is_not_booked(app, client, schedule, login):
+    patel = schedule["providers"][0]
+    entry_id = add_entry(app, schedule["patients"][10], schedule["types"]["consultation"])
+    login("nurse")
+    past = FIXED_NOW - timedelta(hours=1)
+    response = client.post(
+        f"{PAGE}/{entry_id}/book", data={"start": past.isoformat(), "provider_id": patel}
+    )
+    assert response.status_code == 302
+    assert b"no longer bookable" in client.get(PAGE).data
+    assert entry(app, entry_id).status == "waiting"
+
+
+def test_billing_reads_but_changes_nothing(app, client, schedule, login, booker):
+    p = schedule["patients"]
+    entry_id = add_entry(app, p[10], schedule["types"]["consultation"])
+    cancel(app, booker, book(app, booker, p[0], schedule["providers"][0], SLOT))
+    login("billing")
+    html = client.get(PAGE).get_data(as_text=True)
+    assert name(app, p[10]) in html  # listed, and shown as waiting for the freed slot
+    assert "Offer this slot to" not in html
+    assert "Add to the waitlist" not in html and "Remove" not in html
+    data = {"patient_id": p[11], "appointment_type_id": schedule["types"]["consultation"]}
+    assert client.post(PAGE, data=data).status_code == 403
+    assert client.post(f"{PAGE}/{entry_id}/remove").status_code == 403
+    booking = {"start": SLOT.isoformat(), "provider_id": schedule["providers"][0]}
+    assert client.post(f"{PAGE}/{entry_id}/book", data=booking).status_code == 403
+    assert entry(app, entry_id).status == "waiting"
+
+
+def test_admin_sees_no_waitlist(app, client, schedule, login):
+    entry_id = add_entry(app, schedule["patients"][10], schedule["types"]["consultation"])
+    login("admin")
+    assert client.get(PAGE).status_code == 403
+    data = {"patient_id": schedule["patients"][11], "appointment_type_id": 1}
+    assert client.post(PAGE, data=data).status_code == 403
+    assert client.post(f"{PAGE}/{entry_id}/remove").status_code == 403
+    assert client.post(f"{PAGE}/{entry_id}/book", data={}).status_code == 403
+
+
+def test_waitlist_needs_a_login(app, client, schedule):
+    assert client.get(PAGE).status_code == 302
+    assert client.post(PAGE, data={}).status_code == 302
+
+
+def test_viewing_the_waitlist_is_audited(app, client, schedule, login):
+    login("physician")
+    assert client.get(PAGE).status_code == 200
+    with app.app_context():
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.resource_type == "waitlist_entry")
+        ).one()
+        assert event.action == "search" and event.actor_role == "physician"
