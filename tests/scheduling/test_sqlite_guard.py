@@ -88,3 +88,87 @@ def test_sqlite_trigger_refuses_an_overlap_written_behind_the_app(sqlite_app):
         ).status_code
         == 201
     )
+
+
+def _staff_headers(app) -> dict:
+    from datetime import UTC, datetime
+
+    from clinic.staff import services
+
+    with app.app_context():
+        user = services.create_staff(
+            "desk@clinic.test", "front_desk", "a long enough password", now=datetime.now(UTC)
+        )
+        token = services.create_api_token(user, now=datetime.now(UTC))
+        db.session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_overlapping_slots_of_different_lengths_on_sqlite(sqlite_app):
+    schedule = sqlite_app.schedule
+    kinds = ["procedure", "consultation", "post_procedure_visit", "phone_check_in"]
+    bodies = [
+        {
+            "patient_id": schedule["patients"][i],
+            "appointment_type": kinds[i % 4],
+            "provider_id": schedule["providers"][1],
+            "start": f"2026-11-27T09:{(i % 4) * 5:02d}:00-05:00",
+        }
+        for i in range(32)
+    ]
+    codes = _race(sqlite_app, bodies, _staff_headers(sqlite_app))
+    assert codes.count(201) == 1 and codes.count(409) == 31, codes
+
+
+def test_reschedule_racing_a_booking_on_sqlite(sqlite_app):
+    import threading
+
+    schedule = sqlite_app.schedule
+    headers = _staff_headers(sqlite_app)
+    provider = schedule["providers"][0]
+    existing = (
+        sqlite_app.test_client()
+        .post(
+            "/api/v1/appointments",
+            headers=headers,
+            json={
+                "patient_id": schedule["patients"][0],
+                "appointment_type": "consultation",
+                "provider_id": provider,
+                "start": "2026-11-30T08:00:00-05:00",
+            },
+        )
+        .get_json()
+    )
+    target = "2026-11-30T14:00:00-05:00"
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def move():
+        client = sqlite_app.test_client()
+        barrier.wait()
+        results["move"] = client.post(
+            f"/api/v1/appointments/{existing['id']}/reschedule",
+            headers=headers,
+            json={"start": target},
+        ).status_code
+
+    def book():
+        client = sqlite_app.test_client()
+        barrier.wait()
+        results["book"] = client.post(
+            "/api/v1/appointments",
+            json={
+                "booking_token": _token(sqlite_app, schedule["patients"][1]),
+                "appointment_type": "consultation",
+                "provider_id": provider,
+                "start": target,
+            },
+        ).status_code
+
+    threads = [threading.Thread(target=move), threading.Thread(target=book)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results.values()) in ([200, 409], [201, 409]), results
