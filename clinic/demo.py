@@ -209,13 +209,13 @@ def _seed_schedule(now: datetime, tz: ZoneInfo) -> int:
     for index, req in enumerate(requests[:4]):
         slots = scheduling.search_slots(
             types["consultation"],
-            now + timedelta(days=2 + index),
-            now + timedelta(days=9 + index),
+            now + timedelta(days=1 + index // 2),
+            now + timedelta(days=2 + index // 2),
             now=now,
             provider_id=providers[index % len(providers)].id,
         )
         if slots:
-            slot = slots[len(slots) // 3]
+            slot = slots[(index * 5) % len(slots)]
             scheduling.book_appointment(
                 req.patient,
                 types["consultation"],

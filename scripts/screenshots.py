@@ -164,12 +164,17 @@ def take_screenshots(browser, base_url: str, out: Path) -> list[Path]:
     shot(page, "05-request-nurse")
     page.context.close()
 
-    # The same request as the front desk: contact details, no clinical answers.
+    # The same request as the front desk: contact details, no clinical answers; then the
+    # calendar the front desk runs.
     page = new_page(DESKTOP)
     log_in(page, FRONT_DESK)
     page.goto(request_path)
     page.get_by_text("A red-flag alert exists").wait_for()
     shot(page, "06-request-front-desk")
+    page.goto("/staff/calendar/week")
+    shot(page, "08-calendar-week")
+    page.goto("/staff/calendar/day")
+    shot(page, "09-calendar-day", full_page=False)
     page.context.close()
 
     # An emergency answer on step 1 (last, so the queue above shows only the demo clinic).
