@@ -42,12 +42,12 @@ def record(
     return event
 
 
-def record_request(action: str, request, **kwargs) -> AuditEvent:
-    """An audit event about a consultation request (and so about its patient)."""
+def record_about(action: str, row, **kwargs) -> AuditEvent:
+    """An audit event about one row that belongs to a patient (a request, an appointment...)."""
     return record(
         action,
-        patient_id=request.patient_id,
-        resource_type="consultation_request",
-        resource_id=request.id,
+        patient_id=row.patient_id,
+        resource_type=row.__tablename__,
+        resource_id=row.id,
         **kwargs,
     )

@@ -57,7 +57,7 @@ def get_consultation_request(request_id: int):
     if not can(user, "queue.view"):
         return jsonify({"error": "forbidden"}), 403
     req = db.session.get(ConsultationRequest, request_id) or abort(404)
-    audit.record_request(
+    audit.record_about(
         "view",
         req,
         actor=user,

@@ -223,7 +223,7 @@ def _apply_rules(request: ConsultationRequest, rules: RuleSet, now: datetime, tz
         request.callback_due_at = callback_due(now, tz)
     if newly_flagged:
         db.session.flush()
-        audit.record_request(
+        audit.record_about(
             "red_flag_raised",
             request,
             changed_fields=sorted(newly_flagged),
@@ -264,7 +264,7 @@ def change_status(
     db.session.add(change)
     request.status = to_status
     request.updated_at = now
-    audit.record_request(
+    audit.record_about(
         "update",
         request,
         actor=actor,
@@ -286,7 +286,7 @@ def acknowledge_red_flag(
     if request.red_flag_ack_at is None:
         request.red_flag_ack_at = now
         request.red_flag_ack_by_id = actor.id
-        audit.record_request(
+        audit.record_about(
             "red_flag_ack",
             request,
             actor=actor,
@@ -304,7 +304,7 @@ def complete_callback(
         raise DomainError("This request has no callback to make.")
     if request.callback_done_at is None:
         request.callback_done_at = now
-        audit.record_request(
+        audit.record_about(
             "update",
             request,
             actor=actor,
@@ -351,7 +351,7 @@ def update_clinician_entries(
     )
     request.rules_version = rules.version
     request.updated_at = now
-    audit.record_request(
+    audit.record_about(
         "update",
         request,
         actor=actor,
@@ -402,7 +402,7 @@ def mark_booked(request: ConsultationRequest, *, now: datetime) -> None:
     )
     request.status = RequestStatus.BOOKED
     request.updated_at = now
-    audit.record_request(
+    audit.record_about(
         "update", request, changed_fields=["status"], reason="booked online", now=now
     )
     db.session.flush()

@@ -359,12 +359,10 @@ def reschedule(
     appointment.sequence += 1
     appointment.updated_at = now
     _flush_or_conflict()
-    audit.record(
+    audit.record_about(
         "update",
+        appointment,
         actor=actor,
-        patient_id=appointment.patient_id,
-        resource_type="appointment",
-        resource_id=appointment.id,
         changed_fields=["start_at", "provider_id"],
         reason=f"from {old[0].isoformat()} provider {old[1]} to "
         f"{appointment.start_at.isoformat()} provider {provider.id}",
@@ -404,12 +402,10 @@ def change_status(
     appointment.status = status
     appointment.updated_at = now
     _flush_or_conflict()
-    audit.record(
+    audit.record_about(
         "update",
+        appointment,
         actor=actor,
-        patient_id=appointment.patient_id,
-        resource_type="appointment",
-        resource_id=appointment.id,
         changed_fields=["status"],
         reason=f"{old} -> {status}" + (f": {reason}" if reason else ""),
         client=client,

@@ -142,7 +142,7 @@ def _load_request(request_id: int) -> ConsultationRequest:
 @require("queue.view")
 def request_detail(request_id: int):
     req = _load_request(request_id)
-    audit.record_request(
+    audit.record_about(
         "view",
         req,
         actor=current_user,

@@ -237,12 +237,10 @@ def add_to_waitlist():
     )
     db.session.add(entry)
     db.session.flush()
-    audit.record(
+    audit.record_about(
         "create",
+        entry,
         actor=current_user,
-        patient_id=entry.patient_id,
-        resource_type="waitlist_entry",
-        resource_id=entry.id,
         changed_fields=["appointment_type_id", "provider_id", "note"],
         client=http.client_meta(),
         now=now,
@@ -274,12 +272,10 @@ def remove_from_waitlist(entry_id: int):
     if entry is None:
         return redirect(url_for(".waitlist"))
     entry.status = "removed"
-    audit.record(
+    audit.record_about(
         "update",
+        entry,
         actor=current_user,
-        patient_id=entry.patient_id,
-        resource_type="waitlist_entry",
-        resource_id=entry.id,
         changed_fields=["status"],
         reason="waiting -> removed",
         client=http.client_meta(),
@@ -343,12 +339,10 @@ def book_from_waitlist(entry_id: int):
         return redirect(url_for(".waitlist"))
     entry.status = "booked"
     entry.appointment_id = appointment.id
-    audit.record(
+    audit.record_about(
         "update",
+        entry,
         actor=current_user,
-        patient_id=entry.patient_id,
-        resource_type="waitlist_entry",
-        resource_id=entry.id,
         changed_fields=["status", "appointment_id"],
         reason=f"waiting -> booked: appointment {appointment.id}",
         client=http.client_meta(),
