@@ -206,6 +206,9 @@ def create_appointment():
     except services.SlotUnavailable:
         db.session.rollback()
         return jsonify({"error": "slot_unavailable"}), 409
+    except services.AlreadyBooked:
+        db.session.rollback()
+        return jsonify({"error": "already_booked"}), 409
     db.session.commit()
     return jsonify(appointment_json(appointment)), 201
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -60,6 +61,7 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 # Statuses that hold the provider's time (the double-booking guard covers these only).
 ACTIVE_STATUSES = (S.PENDING, S.BOOKED, S.ARRIVED, S.CHECKED_IN, S.FULFILLED)
+ACTIVE_SQL = "status IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled')"
 
 
 class Location(db.Model):
@@ -173,6 +175,14 @@ class Appointment(db.Model):
     __table_args__ = (
         Index("ix_appointment_provider_start", "provider_id", "start_at"),
         Index("ix_appointment_start", "start_at"),
+        # One live consultation per intake request: a booking link books once.
+        Index(
+            "uq_appointment_request_active",
+            "consultation_request_id",
+            unique=True,
+            postgresql_where=text(ACTIVE_SQL),
+            sqlite_where=text(ACTIVE_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

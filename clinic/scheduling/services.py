@@ -45,6 +45,10 @@ class SlotUnavailable(DomainError):
     """The time is taken (or no longer offered); answer 409."""
 
 
+class AlreadyBooked(DomainError):
+    """This intake request already has a live appointment: use its manage link."""
+
+
 @dataclass(frozen=True)
 class FoundSlot:
     provider_id: int
@@ -244,6 +248,10 @@ def _flush_or_conflict() -> None:
         code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         if code in _CONFLICT_CODES or "slot_unavailable" in str(exc.orig):
             raise SlotUnavailable("That time is no longer available.") from None
+        if "uq_appointment_request_active" in str(exc.orig) or (
+            "UNIQUE" in str(exc.orig) and "consultation_request_id" in str(exc.orig)
+        ):
+            raise AlreadyBooked("This request already has an appointment.") from None
         raise
 
 

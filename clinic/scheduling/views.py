@@ -17,7 +17,14 @@ from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db, limiter
 from clinic.models import Patient
 from clinic.scheduling import links, services
-from clinic.scheduling.models import AppointmentStatus, AppointmentType, Location, Provider
+from clinic.scheduling.models import (
+    ACTIVE_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    AppointmentType,
+    Location,
+    Provider,
+)
 from clinic.tokens import read_token
 
 bp = Blueprint("scheduling", __name__)
@@ -103,11 +110,27 @@ def _booking(token: str):
     return patient, data.get("request_id")
 
 
+def _live_appointment(request_id):
+    """The appointment this intake request already booked, if it is still on."""
+    if request_id is None:
+        return None
+    return db.session.scalars(
+        select(Appointment).where(
+            Appointment.consultation_request_id == request_id,
+            Appointment.status.in_(ACTIVE_STATUSES),
+        )
+    ).first()
+
+
 @bp.get("/book/<token>")
 def book(token: str):
-    patient, _ = _booking(token)
+    patient, request_id = _booking(token)
     if patient is None:
         return render_template("scheduling/link_expired.html"), 404
+    existing = _live_appointment(request_id)
+    if existing is not None:  # a booking link books once; the manage page moves it
+        flash("You already have an appointment. You can change it here.", "info")
+        return redirect(url_for(".manage", token=links.manage_token(existing)))
     start = _days_from(request.args.get("from"))
     days, end = _slot_days(_consultation(), start)
     return render_template(
@@ -142,6 +165,9 @@ def book_post(token: str):
             consultation_request_id=request_id,
             client=http.client_meta(),
         )
+    except services.AlreadyBooked:
+        db.session.rollback()
+        return redirect(url_for(".book", token=token))
     except (ValidationFailed, services.SlotUnavailable) as exc:
         db.session.rollback()
         message = (

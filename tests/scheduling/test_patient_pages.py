@@ -165,3 +165,45 @@ def test_slots_across_clock_changes(app, client, schedule, now, start, end, expe
         assert times[-1] == f"{day}T16:15:00{offset}"
         assert all(t.endswith(offset) for t in times)
         assert len(times) == 28  # 08:00-11:15 and 13:00-16:15, every 15 minutes
+
+
+def test_a_booking_link_books_once(app, client, booked, schedule):
+    # the same link now leads to the booked appointment instead of a second booking
+    response = client.get(f"/book/{booked['token']}")
+    assert response.status_code == 302 and "/appointments/manage/" in response.location
+    page = client.get(f"/book/{booked['token']}", follow_redirects=True).get_data(as_text=True)
+    assert "You already have an appointment" in page
+    api = client.post(
+        "/api/v1/appointments",
+        json={
+            "booking_token": booked["token"],
+            "appointment_type": "consultation",
+            "provider_id": schedule["providers"][1],
+            "start": "2026-11-27T09:00:00-05:00",
+        },
+    )
+    assert api.status_code == 409 and api.get_json() == {"error": "already_booked"}
+    # once cancelled, the request may book again
+    client.post(booked["manage"] + "/cancel", data={"reason": "cannot_make_it"})
+    assert client.get(f"/book/{booked['token']}").status_code == 200
+
+
+def test_one_request_racing_itself_books_once(app, schedule, make_request, booking_token):
+    """Two tabs submitting the same booking link at once: the database keeps one."""
+    from tests.scheduling.test_booking_api import _race
+
+    request_id = make_request()
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    token = booking_token(patient_id, request_id)
+    bodies = [
+        {
+            "booking_token": token,
+            "appointment_type": "consultation",
+            "provider_id": schedule["providers"][i % 2],
+            "start": f"2026-11-2{5 + i // 2}T09:00:00-05:00",
+        }
+        for i in range(8)
+    ]
+    codes = _race(app, bodies)
+    assert codes.count(201) == 1 and codes.count(409) == 7, codes
