@@ -21,6 +21,11 @@ class PermanentSendError(Exception):
     """The server refused the message for good (5xx); retrying will not help."""
 
 
+class TemporarySendError(Exception):
+    """Worth retrying (4xx, timeout, connection lost). Its text is a code, never an address:
+    Celery logs it on every retry."""
+
+
 def build_message(template: str, to: str, subject: str, **context) -> EmailMessage:
     """An EmailMessage with a plain-text body and an HTML alternative, one recipient."""
     config = current_app.config
@@ -73,7 +78,10 @@ def close_connection() -> None:
 
 
 def send(msg: EmailMessage) -> None:
-    """Send one message; 5xx raises PermanentSendError, 4xx and network errors propagate."""
+    """Send one message: PermanentSendError on 5xx, TemporarySendError on what may pass.
+
+    smtplib's exceptions quote addresses and server text, so none of them leaves here.
+    """
     try:
         refused = _connection().send_message(msg)
     except smtplib.SMTPRecipientsRefused as exc:
@@ -81,14 +89,14 @@ def send(msg: EmailMessage) -> None:
         codes = [code for code, _ in exc.recipients.values()]
         if all(code >= 500 for code in codes):
             raise PermanentSendError(f"recipient refused ({codes[0]})") from None
-        raise
+        raise TemporarySendError(f"recipient deferred ({codes[0]})") from None
     except smtplib.SMTPResponseException as exc:
         close_connection()
         if exc.smtp_code >= 500:
             raise PermanentSendError(f"refused ({exc.smtp_code})") from None
-        raise
-    except (smtplib.SMTPServerDisconnected, OSError):
+        raise TemporarySendError(f"deferred ({exc.smtp_code})") from None
+    except (smtplib.SMTPException, OSError) as exc:
         close_connection()
-        raise
+        raise TemporarySendError(type(exc).__name__) from None
     if refused:
         raise PermanentSendError("recipient refused")

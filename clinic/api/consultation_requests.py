@@ -11,10 +11,10 @@ from clinic.extensions import csrf, db, limiter
 from clinic.intake import schema
 from clinic.intake.models import ConsultationRequest
 from clinic.intake.submit import submit_values
+from clinic.scheduling import links
 from clinic.staff import presenters
 from clinic.staff.auth import bearer_user
 from clinic.staff.roles import can
-from clinic.tokens import make_token
 
 
 def json_body() -> dict:
@@ -42,9 +42,7 @@ def create_consultation_request():
     req = submit_values(values, source="api", client=http.client_meta())
     body = {"id": req.id, "patient_id": req.patient_id, "triage": req.triage}
     if req.triage != "emergency":
-        body["booking_token"] = make_token(
-            "booking", {"request_id": req.id, "patient_id": req.patient_id}
-        )
+        body["booking_token"] = links.booking_token(req)
     return jsonify(body), 201
 
 

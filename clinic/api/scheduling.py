@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 from flask import abort, jsonify, request
 from sqlalchemy import select
 
-from clinic import http
+from clinic import audit, http
 from clinic.api import bp
 from clinic.api.consultation_requests import json_body
 from clinic.api.idempotency import idempotent
@@ -18,10 +18,8 @@ from clinic.scheduling import links, services
 from clinic.scheduling.models import Appointment, AppointmentType, Provider
 from clinic.staff.auth import bearer_user
 from clinic.staff.roles import can
-from clinic.tokens import read_token
 
 MAX_SEARCH_DAYS = 62
-BOOKING_TOKEN_DAYS = 30
 
 
 def parse_moment(raw: str | None, name: str, *, end_of_day: bool = False) -> datetime:
@@ -67,7 +65,8 @@ def _provider(provider_id, field="provider_id") -> Provider:
     return provider
 
 
-def appointment_json(appointment: Appointment) -> dict:
+def appointment_json(appointment: Appointment, *, with_manage_url: bool = False) -> dict:
+    """An appointment as JSON; the manage link (a capability) only for the patient's own answer."""
     tz = http.clinic_tz()
     return {
         "id": appointment.id,
@@ -78,8 +77,7 @@ def appointment_json(appointment: Appointment) -> dict:
         "provider_id": appointment.provider_id,
         "location_id": appointment.location_id,
         "patient_id": appointment.patient_id,
-        "manage_url": links.manage_url(appointment),
-    }
+    } | ({"manage_url": links.manage_url(appointment)} if with_manage_url else {})
 
 
 @bp.get("/appointment-types")
@@ -171,12 +169,7 @@ def create_appointment():
         if patient is None:
             errors["patient_id"] = ["Unknown patient."]
     else:
-        token = body.get("booking_token")
-        data = (
-            read_token("booking", token, BOOKING_TOKEN_DAYS * 86400)
-            if isinstance(token, str)
-            else None
-        )
+        data = links.read_booking_token(body.get("booking_token"))
         patient = db.session.get(Patient, data["patient_id"]) if data else None
         if patient is None:
             errors["booking_token"] = ["This booking link is not valid or has expired."]
@@ -210,7 +203,7 @@ def create_appointment():
         db.session.rollback()
         return jsonify({"error": "already_booked"}), 409
     db.session.commit()
-    return jsonify(appointment_json(appointment)), 201
+    return jsonify(appointment_json(appointment, with_manage_url=staff is None)), 201
 
 
 def _staff_or_401(permission: str):
@@ -224,13 +217,22 @@ def _staff_or_401(permission: str):
 
 @bp.get("/appointments")
 def list_appointments():
-    _staff_or_401("appointments.view")
+    user = _staff_or_401("appointments.view")
     start = parse_moment(request.args.get("start"), "start")
     end = parse_moment(request.args.get("end"), "end", end_of_day=True)
     provider_id = request.args.get("provider_id", type=int)
     rows = services.appointments_between(
         start, end, provider_id=provider_id, status=request.args.get("status") or None
     )
+    audit.record(
+        "search",
+        actor=user,
+        resource_type="appointment",
+        reason="api list",
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
     return jsonify([appointment_json(a) for a in rows])
 
 

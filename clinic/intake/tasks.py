@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import smtplib
 from datetime import timedelta
 
 from celery import shared_task
@@ -19,12 +18,6 @@ from clinic.models import utcnow
 logger = logging.getLogger(__name__)
 
 DRAFT_MAX_IDLE = timedelta(hours=24)
-RETRYABLE = (
-    smtplib.SMTPServerDisconnected,
-    smtplib.SMTPResponseException,
-    smtplib.SMTPRecipientsRefused,
-    OSError,
-)
 
 
 def _send_with_retry(task, build):
@@ -33,11 +26,11 @@ def _send_with_retry(task, build):
     except email.PermanentSendError as exc:
         logger.warning("%s gave up: %s", task.name, exc)
         return "failed"
-    except RETRYABLE as exc:
+    except email.TemporarySendError as exc:
         # bounded exponential backoff with jitter
         base = current_app.config["EMAIL_RETRY_BASE_SECONDS"]
         delay = min(600, base * 2**task.request.retries) * random.uniform(0.8, 1.2)
-        logger.info("%s will retry in %.0fs (%s)", task.name, delay, type(exc).__name__)
+        logger.info("%s will retry in %.0fs (%s)", task.name, delay, exc)
         raise task.retry(exc=exc, countdown=delay, max_retries=6) from None
     return "sent"
 

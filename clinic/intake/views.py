@@ -13,9 +13,10 @@ from clinic.intake import drafts, schema, services
 from clinic.intake.conditions import fields_named
 from clinic.intake.fields import SECTIONS
 from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
+from clinic.intake.models import ConsultationRequest
 from clinic.intake.rules import Triage, triage
 from clinic.intake.submit import after_commit, submit_from_draft
-from clinic.tokens import make_token
+from clinic.scheduling import links
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("intake", __name__)
@@ -115,11 +116,8 @@ def _finish(draft):
         db.session.rollback()
         return _render_step(first, IntakeStepForm(), draft.answers, result.errors), 422
     session.pop(SESSION_KEY, None)
-    session["intake_done"] = {
-        "id": result.request.id,
-        "triage": result.request.triage,
-        "patient_id": result.request.patient_id,
-    }
+    # the id only: the session cookie is signed, not encrypted, and triage says too much
+    session["intake_done"] = result.request.id
     return redirect(url_for(".done"))
 
 
@@ -183,11 +181,10 @@ def urgent():
 
 @bp.get("/intake/done")
 def done():
-    info = session.get("intake_done")
-    if not info:
+    req = db.session.get(ConsultationRequest, session.get("intake_done") or 0)
+    if req is None:
         return redirect(url_for(".home"))
     booking_url = None
-    if info["triage"] != "emergency" and info.get("patient_id"):
-        token = make_token("booking", {"request_id": info["id"], "patient_id": info["patient_id"]})
-        booking_url = url_for("scheduling.book", token=token)
-    return render_template("intake/done.html", triage=info["triage"], booking_url=booking_url)
+    if req.triage != "emergency" and req.patient_id:
+        booking_url = url_for("scheduling.book", token=links.booking_token(req))
+    return render_template("intake/done.html", triage=req.triage, booking_url=booking_url)

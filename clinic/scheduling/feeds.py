@@ -33,19 +33,20 @@ REFRESH = timedelta(minutes=15)
 REFRESH_TEXT = "PT15M"
 
 # The feed's path, not the back office's /staff/calendar/... pages.
-_TOKEN_IN_PATH = re.compile(r"(?<!/staff)/calendar/[^\s\"?\x1b]+")
+# The secrets in link paths: feeds, booking links, manage links.
+_TOKEN_IN_PATH = re.compile(r"(?<!/staff)(/calendar|/book|/appointments/manage)/[^\s\"?\x1b/]+")
 
 
 class _RedactFeedTokens(logging.Filter):
-    """Replace the secret in a logged request line (dev server, gunicorn access log)."""
+    """Replace link secrets in a logged request line (dev server, gunicorn access log)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is the handler's business, not ours
             return True
-        if "/calendar/" in message:
-            record.msg = _TOKEN_IN_PATH.sub("/calendar/[redacted]", message)
+        if _TOKEN_IN_PATH.search(message):
+            record.msg = _TOKEN_IN_PATH.sub(r"\1/[redacted]", message)
             record.args = None
         return True
 

@@ -336,6 +336,20 @@ def book_appointment(
     return appointment
 
 
+def patient_may_change(appointment: Appointment, now: datetime) -> bool:
+    """From the patient's link: only a booked, future, patient-bookable appointment."""
+    return (
+        appointment.status == AppointmentStatus.BOOKED
+        and appointment.start_at > now
+        and appointment.appointment_type.patient_bookable
+    )
+
+
+def _check_patient_may_change(appointment: Appointment, now: datetime) -> None:
+    if not patient_may_change(appointment, now):
+        raise DomainError("This appointment can't be changed online. Please call us.")
+
+
 def reschedule(
     appointment: Appointment,
     start: datetime,
@@ -348,6 +362,8 @@ def reschedule(
     """Move an appointment (same row, so old links lead to it); bumps its sequence."""
     if appointment.status not in (AppointmentStatus.BOOKED, AppointmentStatus.PENDING):
         raise DomainError(f"A {appointment.status} appointment can't be moved.")
+    if actor is None:
+        _check_patient_may_change(appointment, now)
     provider = provider or appointment.provider
     if not provider.active:
         raise ValidationFailed({"provider_id": ["This provider is not taking appointments."]})
@@ -392,6 +408,8 @@ def change_status(
     """Move along the FHIR status graph (models.TRANSITIONS); cancelling keeps the row."""
     if status not in TRANSITIONS:
         raise ValidationFailed({"status": [f"Unknown status {status!r}."]})
+    if actor is None:
+        _check_patient_may_change(appointment, now)
     if status not in TRANSITIONS[appointment.status]:
         raise ValidationFailed(
             {"status": [f"An appointment can't go from {appointment.status} to {status}."]}

@@ -20,15 +20,12 @@ from clinic.scheduling import links, services
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
     Appointment,
-    AppointmentStatus,
     AppointmentType,
     Location,
     Provider,
 )
-from clinic.tokens import read_token
 
 bp = Blueprint("scheduling", __name__)
-BOOKING_TOKEN_MAX_AGE = 30 * 86400
 DAYS_SHOWN = 7
 CANCEL_REASONS = [
     ("cannot_make_it", "I can't make it at that time"),
@@ -103,8 +100,8 @@ def _chosen(raw: str | None) -> tuple[Provider, datetime]:
 
 
 def _booking(token: str):
-    data = read_token("booking", token, BOOKING_TOKEN_MAX_AGE)
-    patient = db.session.get(Patient, data["patient_id"]) if isinstance(data, dict) else None
+    data = links.read_booking_token(token)
+    patient = db.session.get(Patient, data["patient_id"]) if data else None
     if patient is None:
         return None, None
     return patient, data.get("request_id")
@@ -206,8 +203,7 @@ def manage(token: str):
         token=token,
         start=appointment.start_at.astimezone(tz),
         form=CancelForm(),
-        can_change=appointment.status == AppointmentStatus.BOOKED
-        and appointment.start_at > http.now(),
+        can_change=services.patient_may_change(appointment, http.now()),
     )
 
 
@@ -236,6 +232,9 @@ def manage_cancel(token: str):
 @limiter.limit(http.public_post_limit, methods=["POST"])
 def manage_reschedule(token: str):
     appointment = _managed(token)
+    if not services.patient_may_change(appointment, http.now()):
+        flash("This appointment can't be changed online. Please call us.", "error")
+        return redirect(url_for(".manage", token=token))
     form = PickForm()
     errors: dict[str, list[str]] = {}
     code = 200
@@ -255,7 +254,7 @@ def manage_reschedule(token: str):
         except services.SlotUnavailable:
             db.session.rollback()
             errors, code = {"slot": ["That time was just taken. Please choose another."]}, 409
-        except (ValidationFailed, DomainError):
+        except ValidationFailed:
             db.session.rollback()
             errors, code = {"slot": ["Choose a time from the list."]}, 422
         else:

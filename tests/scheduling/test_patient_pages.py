@@ -207,3 +207,43 @@ def test_one_request_racing_itself_books_once(app, schedule, make_request, booki
     ]
     codes = _race(app, bodies)
     assert codes.count(201) == 1 and codes.count(409) == 7, codes
+
+
+def test_the_link_acts_only_where_a_patient_may(app, client, booked, schedule, staff_token):
+    from clinic.scheduling import links
+
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        appointment_id = appointment.id
+    headers = staff_token("front_desk")
+    client.post(
+        f"/api/v1/appointments/{appointment_id}/status", headers=headers, json={"status": "arrived"}
+    )
+    response = client.post(booked["manage"] + "/cancel", data={"reason": "other"})
+    assert response.status_code == 302
+    assert client.get(booked["manage"] + "/reschedule").status_code == 302
+    with app.app_context():
+        assert db.session.get(Appointment, appointment_id).status == "arrived"
+    # a staff-booked procedure can't be moved or cancelled from its link
+    procedure = client.post(
+        "/api/v1/appointments",
+        headers=headers,
+        json={
+            "patient_id": schedule["patients"][3],
+            "appointment_type": "procedure",
+            "provider_id": schedule["providers"][1],
+            "start": "2026-12-01T09:00:00-05:00",
+        },
+    ).get_json()
+    with app.test_request_context(), app.app_context():
+        url = "/appointments/manage/" + links.manage_token(
+            db.session.get(Appointment, procedure["id"])
+        )
+    assert "Cancel my appointment" not in client.get(url).get_data(as_text=True)
+    client.post(url + "/cancel", data={"reason": "other"})
+    client.post(
+        url + "/reschedule", data={"slot": f"{schedule['providers'][0]}|2026-12-02T09:00:00-05:00"}
+    )
+    with app.app_context():
+        row = db.session.get(Appointment, procedure["id"])
+        assert row.status == "booked" and row.provider_id == schedule["providers"][1]
