@@ -17,6 +17,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(settings)
     _configure_logging(app)
     _register_extensions(app)
+    _register_converters(app)
     _register_blueprints(app)
     _register_web(app)
     _register_commands(app)
@@ -47,6 +48,12 @@ def _register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     init_auth(app)
     celery_init_app(app)
+
+
+def _register_converters(app: Flask) -> None:
+    from clinic.http import register_converters
+
+    register_converters(app)
 
 
 def _register_blueprints(app: Flask) -> None:

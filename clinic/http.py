@@ -6,8 +6,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, request
+from werkzeug.routing import IntegerConverter
 
 from clinic.intake.rules import RuleSet, load_rules
+from clinic.limits import sane_id, sane_moment  # noqa: F401  (for the views)
 from clinic.models import utcnow
 
 CSP = (
@@ -15,6 +17,18 @@ CSP = (
     "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
     "object-src 'none'; frame-ancestors 'none'"
 )
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:id>` that only matches ids the database can hold (others are a plain 404)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def register_converters(app: Flask) -> None:
+    app.url_map.converters["int"] = BoundedIntConverter
 
 
 def register_security_headers(app: Flask) -> None:

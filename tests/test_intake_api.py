@@ -206,3 +206,25 @@ def test_staff_read_respects_roles(app, client, make_request, token_for):
     with app.app_context():
         views = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "view")).all()
         assert len(views) == 3
+
+
+def test_a_retried_intake_is_stored_once(app, client):
+    headers = {"Idempotency-Key": "intake-retry-1"}
+    first = client.post(URL, json=example_values(), headers=headers)
+    second = client.post(URL, json=example_values(), headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.get_json() == second.get_json()
+    assert count(app) == 1
+
+
+def test_a_matching_submission_does_not_rewrite_the_patients_contact_details(app, client):
+    first = client.post(URL, json=example_values()).get_json()
+    client.post(
+        URL,
+        json=example_values(
+            phone_mobile="555-999-0000", consent_email=False, preferred_contact="phone_call"
+        ),
+    )
+    with app.app_context():
+        patient = db.session.get(Patient, first["patient_id"])
+        assert patient.phone_mobile == "+15552010123" and patient.consent_email is True

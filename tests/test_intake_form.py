@@ -143,6 +143,9 @@ def test_urgent_answer_says_call_us_today(client, app):
     assert response.location.endswith("/intake/urgent")
     page = client.get("/intake/urgent").get_data(as_text=True)
     assert "Please call our office today" in page and 'href="/intake/about-you"' in page
+    # saved at once with its same-day callback, in case the patient goes no further
+    [partial] = requests_in_db(app)
+    assert partial.triage == "urgent" and not partial.complete and partial.callback_due_at
     walk_from = [
         post_step(client, i, ALL_SHOWN | {"rf_night_pain": "new"}) for i in range(1, len(SECTIONS))
     ]
@@ -212,3 +215,43 @@ def test_csrf_is_required(app, database_url, smtp_server):
     data = to_form(SECTIONS[0].fields, ALL_SHOWN) | {"csrf_token": token}
     assert client.post("/intake/red-flags", data=data).status_code == 302
     dispose(strict)
+
+
+def test_sending_the_last_step_twice_at_once_stores_one_request(app, client):
+    import threading
+
+    walk(client, ALL_SHOWN, upto=STEPS - 1)
+    cookie = client.get_cookie("clinic_session").value
+    section = SECTIONS[-1]
+    data = to_form(section.fields, ALL_SHOWN)
+    barrier = threading.Barrier(2)
+    codes = []
+
+    def send():
+        twin = app.test_client()
+        twin.set_cookie("clinic_session", cookie)
+        barrier.wait()
+        codes.append(twin.post(f"/intake/{section.slug}", data=data).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert codes == [302, 302]
+    assert len(requests_in_db(app)) == 1
+
+
+def test_a_late_rule_error_keeps_the_last_steps_answers(app, client):
+    """If an earlier answer no longer fits, the patient goes back without losing this step."""
+    walk(client, ALL_SHOWN, upto=STEPS - 1)
+    with app.app_context():
+        draft = db.session.scalars(select(IntakeDraft)).one()
+        draft.answers = {k: v for k, v in draft.answers.items() if k != "first_name"}
+        db.session.commit()
+    response = post_step(client, STEPS - 1, dict(ALL_SHOWN, e_signature="Ann O. Okafor"))
+    assert response.status_code == 422
+    assert 'id="first_name-error"' in response.get_data(as_text=True)
+    with app.app_context():
+        draft = db.session.scalars(select(IntakeDraft)).one()
+        assert draft.answers["e_signature"] == "Ann O. Okafor"

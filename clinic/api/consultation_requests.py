@@ -6,6 +6,7 @@ from flask import abort, jsonify, request
 
 from clinic import audit, http
 from clinic.api import bp
+from clinic.api.idempotency import idempotent
 from clinic.errors import ValidationFailed
 from clinic.extensions import csrf, db, limiter
 from clinic.intake import schema
@@ -32,6 +33,7 @@ def json_body() -> dict:
 @bp.post("/consultation-requests")
 @csrf.exempt
 @limiter.limit(http.public_post_limit)
+@idempotent
 def create_consultation_request():
     values, type_errors = schema.from_json(json_body())
     if type_errors:

@@ -27,7 +27,9 @@ def idempotent(view):
             return view(*args, **kwargs)
         if len(key) > 200:
             return jsonify({"errors": {"Idempotency-Key": ["Use at most 200 characters."]}}), 422
-        endpoint = request.path
+        # Keys are per caller: another caller's key never replays this caller's answer.
+        caller = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
+        endpoint = f"{request.method} {request.path} {caller[:32]}"
         digest = hashlib.sha256(request.get_data()).hexdigest()
         try:  # claim the key in its own transaction, so a racing retry sees it
             db.session.add(
@@ -49,7 +51,7 @@ def idempotent(view):
             _forget(key, endpoint)
             raise
         flask_response = _as_response(response)
-        if flask_response.status_code >= 500:
+        if flask_response.status_code >= 500 or flask_response.status_code in (401, 403, 429):
             _forget(key, endpoint)
             return flask_response
         db.session.rollback()  # whatever the view left uncommitted is not part of the answer

@@ -29,6 +29,8 @@ def parse_moment(raw: str | None, name: str, *, end_of_day: bool = False) -> dat
     try:
         if len(raw) == 10:
             day = datetime.fromisoformat(raw).date()
+            if not http.sane_moment(day):
+                raise ValueError
             moment = datetime.combine(day, time(0), tzinfo=http.clinic_tz())
             return moment + timedelta(days=1) if end_of_day else moment
         moment = datetime.fromisoformat(raw)
@@ -36,6 +38,8 @@ def parse_moment(raw: str | None, name: str, *, end_of_day: bool = False) -> dat
         raise ValidationFailed({name: ["Use YYYY-MM-DD or an ISO 8601 datetime."]}) from None
     if moment.tzinfo is None:
         raise ValidationFailed({name: ["Give the datetime with its offset, e.g. -05:00."]})
+    if not http.sane_moment(moment):
+        raise ValidationFailed({name: ["Give a date between the years 1900 and 2999."]})
     return moment
 
 
@@ -55,11 +59,7 @@ def _type_by_code(code, field="appointment_type") -> AppointmentType:
 
 
 def _provider(provider_id, field="provider_id") -> Provider:
-    provider = (
-        db.session.get(Provider, provider_id)
-        if isinstance(provider_id, int) and not isinstance(provider_id, bool)
-        else None
-    )
+    provider = db.session.get(Provider, provider_id) if http.sane_id(provider_id) else None
     if provider is None or not provider.active:
         raise ValidationFailed({field: ["Unknown provider."]})
     return provider
@@ -124,7 +124,7 @@ def slots():
         errors["end"] = [f"Search at most {MAX_SEARCH_DAYS} days at a time."]
     provider_id = args.get("provider_id")
     if provider_id is not None:
-        if not provider_id.isdigit():
+        if not provider_id.isdigit() or len(provider_id) > 10:
             errors["provider_id"] = ["Must be a provider id."]
         else:
             provider_id = _provider(int(provider_id)).id
@@ -163,7 +163,7 @@ def create_appointment():
             return jsonify({"error": "forbidden"}), 403
         patient = (
             db.session.get(Patient, body.get("patient_id"))
-            if isinstance(body.get("patient_id"), int)
+            if http.sane_id(body.get("patient_id"))
             else None
         )
         if patient is None:

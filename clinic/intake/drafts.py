@@ -30,12 +30,16 @@ def start_draft(now: datetime) -> tuple[IntakeDraft, str]:
     return draft, key
 
 
-def find_draft(key: str | None, now: datetime, max_idle: timedelta) -> IntakeDraft | None:
+def find_draft(
+    key: str | None, now: datetime, max_idle: timedelta, *, for_update: bool = False
+) -> IntakeDraft | None:
+    """The live draft behind a browser's key; ``for_update`` queues concurrent saves of it."""
     if not key:
         return None
-    draft = db.session.scalars(
-        select(IntakeDraft).where(IntakeDraft.key_hash == _hash_key(key))
-    ).first()
+    query = select(IntakeDraft).where(IntakeDraft.key_hash == _hash_key(key))
+    if for_update:
+        query = query.with_for_update()
+    draft = db.session.scalars(query).first()
     if draft is None or draft.updated_at < now - max_idle:
         return None
     return draft

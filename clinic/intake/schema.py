@@ -161,7 +161,7 @@ def _parse_string(field: Field, raw: str) -> Any:
             raise FieldError("Enter an email address like name@example.com.") from None
     if kind == "phone":
         return _parse_phone(raw)
-    if _CONTROL.search(raw):
+    if _CONTROL.search(raw) or not _encodable(raw):
         raise FieldError("Remove the special characters.")
     return raw
 
@@ -181,6 +181,15 @@ def _parse_date(raw: str) -> str:
     except ValueError:
         pass
     raise FieldError("Enter a real date, like 03/27/1951.")
+
+
+def _encodable(raw: str) -> bool:
+    """False for text a database can't store (lone surrogates from broken JSON escapes)."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_month(raw: str) -> str:

@@ -152,7 +152,11 @@ def submit_request(
     if errors:
         raise ValidationFailed(errors)
     patient = find_or_create_patient(answers, now)
-    _apply_contact(patient, answers, now)
+    if patient.id is None:
+        # Only a new record takes its contact details and consents from this form: an
+        # unauthenticated submission must not rewrite a known patient's (staff see the new
+        # answers on the request).
+        _apply_contact(patient, answers, now)
     request = existing or ConsultationRequest(submitted_at=now)
     if existing is None:
         db.session.add(request)
@@ -175,7 +179,7 @@ def submit_request(
     return request
 
 
-def save_emergency_partial(
+def save_partial(
     answers: Mapping[str, Any],
     *,
     source: str,
@@ -183,8 +187,19 @@ def save_emergency_partial(
     now: datetime,
     tz: ZoneInfo,
     client: Mapping[str, Any] | None = None,
+    existing: ConsultationRequest | None = None,
 ) -> ConsultationRequest:
-    """Store an emergency red-flag answer at once, before the rest of the form is filled."""
+    """Store a red-flag answer at once, before the rest of the form is filled.
+
+    Staff must hear of an emergency or urgent answer even if the patient stops here; the full
+    submission later completes this same request.
+    """
+    if existing is not None:
+        existing.answers = dict(answers)
+        existing.updated_at = now
+        _apply_rules(existing, rules, now, tz)
+        db.session.flush()
+        return existing
     client = client or {}
     request = ConsultationRequest(
         submitted_at=now,

@@ -30,8 +30,10 @@ def home():
     return render_template("intake/home.html")
 
 
-def _draft():
-    return drafts.find_draft(session.get(SESSION_KEY), http.now(), DRAFT_IDLE)
+def _draft(*, for_update: bool = False):
+    return drafts.find_draft(
+        session.get(SESSION_KEY), http.now(), DRAFT_IDLE, for_update=for_update
+    )
 
 
 def _step_index(slug: str) -> int:
@@ -59,7 +61,7 @@ def step(slug: str = SECTIONS[0].slug):
 def save(slug: str = SECTIONS[0].slug):
     index = _step_index(slug)
     form = IntakeStepForm()
-    draft = _draft()
+    draft = _draft(for_update=True)  # a double-clicked "Send" waits, then finds no draft
     if index > 0 and (draft is None or draft.step < index):
         return redirect(url_for(".step", slug=SECTIONS[draft.step if draft else 0].slug))
     if not form.validate_on_submit():  # CSRFProtect has already refused a bad token
@@ -79,33 +81,36 @@ def save(slug: str = SECTIONS[0].slug):
         session[SESSION_KEY] = key
     drafts.save_step(draft, index, clean, now)
     level = triage(draft.answers, http.rules()).level
-    request_id = None
-    if level == Triage.EMERGENCY and not draft.emergency_seen:
-        if draft.request_id is None:
-            partial = services.save_emergency_partial(
-                draft.answers,
-                source="patient",
-                rules=http.rules(),
-                now=now,
-                tz=http.clinic_tz(),
-                client=http.client_meta(),
-            )
-            draft.request_id = request_id = partial.id
-        draft.emergency_seen = True
-        db.session.commit()
-        after_commit(request_id, level, alert_only=True)
-        return redirect(url_for(".emergency"))
-    if level == Triage.URGENT and not draft.urgent_seen:
+    escalated = (level == Triage.EMERGENCY and not draft.emergency_seen) or (
+        level == Triage.URGENT and not (draft.urgent_seen or draft.emergency_seen)
+    )
+    if escalated:
+        # saved and staff alerted now, even if the patient goes no further
+        existing = (
+            db.session.get(ConsultationRequest, draft.request_id) if draft.request_id else None
+        )
+        partial = services.save_partial(
+            draft.answers,
+            source="patient",
+            rules=http.rules(),
+            now=now,
+            tz=http.clinic_tz(),
+            client=http.client_meta(),
+            existing=existing,
+        )
+        draft.request_id = partial.id
+        draft.emergency_seen = draft.emergency_seen or level == Triage.EMERGENCY
         draft.urgent_seen = True
         db.session.commit()
-        return redirect(url_for(".urgent"))
+        after_commit(partial.id, level, alert_only=True)
+        return redirect(url_for(".emergency" if level == Triage.EMERGENCY else ".urgent"))
     if index + 1 < len(SECTIONS):
         db.session.commit()
         return redirect(url_for(".step", slug=SECTIONS[index + 1].slug))
-    return _finish(draft)
+    return _finish(draft, index, clean)
 
 
-def _finish(draft):
+def _finish(draft, index, clean):
     result = submit_from_draft(draft, client=http.client_meta())
     if result.errors:
         # A rule on an earlier step no longer holds (for example an answer that depends on
@@ -113,8 +118,13 @@ def _finish(draft):
         first = next(
             i for i, s in enumerate(SECTIONS) if any(f.id in result.errors for f in s.fields)
         )
+        # keep this last step's answers: nothing already given is lost
         db.session.rollback()
-        return _render_step(first, IntakeStepForm(), draft.answers, result.errors), 422
+        draft = _draft()
+        drafts.save_step(draft, index, clean, http.now())
+        answers = dict(draft.answers)
+        db.session.commit()
+        return _render_step(first, IntakeStepForm(), answers, result.errors), 422
     session.pop(SESSION_KEY, None)
     # the id only: the session cookie is signed, not encrypted, and triage says too much
     session["intake_done"] = result.request.id

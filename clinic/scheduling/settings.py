@@ -11,6 +11,7 @@ from sqlalchemy import select
 from clinic import audit
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
+from clinic.limits import sane_moment
 from clinic.models import StaffUser
 from clinic.scheduling.models import (
     AppointmentType,
@@ -142,6 +143,8 @@ def add_time_off(
     actor: StaffUser,
     now: datetime,
 ) -> TimeOff:
+    if not (sane_moment(start) and sane_moment(end)):
+        raise ValidationFailed({"start": ["Give dates between the years 1900 and 2999."]})
     if end <= start:
         raise ValidationFailed({"end": ["End must be after start."]})
     row = TimeOff(provider_id=provider.id, start_at=start, end_at=end, reason=reason)

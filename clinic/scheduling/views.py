@@ -61,7 +61,9 @@ def _days_from(raw: str | None) -> datetime:
         day = date.fromisoformat(raw) if raw else today
     except ValueError:
         day = today
-    return datetime.combine(max(day, today), time(0), tzinfo=tz)
+    # never before today, never past the longest booking horizon a clinic may set
+    day = min(max(day, today), today + timedelta(days=731))
+    return datetime.combine(day, time(0), tzinfo=tz)
 
 
 def _slot_days(appointment_type, start, *, exclude_appointment_id=None):
@@ -90,11 +92,12 @@ def _slot_days(appointment_type, start, *, exclude_appointment_id=None):
 def _chosen(raw: str | None) -> tuple[Provider, datetime]:
     provider_id, _, start = (raw or "").partition("|")
     try:
-        provider = db.session.get(Provider, int(provider_id))
+        ident = int(provider_id)
+        provider = db.session.get(Provider, ident) if http.sane_id(ident) else None
         moment = datetime.fromisoformat(start)
     except ValueError:
         provider, moment = None, None
-    if provider is None or moment is None or moment.tzinfo is None:
+    if provider is None or moment is None or moment.tzinfo is None or not http.sane_moment(moment):
         raise ValidationFailed({"slot": ["Choose a time from the list."]})
     return provider, moment
 

@@ -53,15 +53,6 @@ def logout():
     return redirect(url_for(".login"))
 
 
-@bp.get("/session-expired")
-def session_expired():
-    """Where an idle page sends itself after the idle limit: end the session, say why."""
-    if current_user.is_authenticated:
-        _end_current_session("idle")
-    flash("You were logged out after 15 minutes without activity.", "info")
-    return redirect(url_for(".login"))
-
-
 def _end_current_session(reason: str) -> None:
     session = db.session.get(StaffSession, current_user.session_id)
     if session is not None:
@@ -101,7 +92,7 @@ def queue():
             ConsultationRequest.callback_due_at.is_not(None),
             ConsultationRequest.callback_done_at.is_(None),
         )
-    page = max(1, request.args.get("page", 1, type=int))
+    page = min(max(1, request.args.get("page", 1, type=int)), 10_000)
     query = query.order_by(
         ConsultationRequest.triage_rank,
         ConsultationRequest.callback_done_at.is_not(None),
@@ -317,6 +308,7 @@ def edit_user(user_id: int):
 @require("audit.view")
 def audit_log():
     patient_id = request.args.get("patient_id", type=int)
+    patient_id = patient_id if http.sane_id(patient_id) else None
     query = select(AuditEvent).order_by(AuditEvent.ts.desc(), AuditEvent.id.desc())
     if patient_id:
         query = query.where(AuditEvent.patient_id == patient_id)

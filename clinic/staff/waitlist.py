@@ -291,7 +291,7 @@ def _posted_start() -> datetime | None:
         start = datetime.fromisoformat(request.form.get("start", ""))
     except ValueError:
         return None
-    return start if start.tzinfo is not None else None
+    return start if start.tzinfo is not None and http.sane_moment(start) else None
 
 
 @bp.post("/waitlist/<int:entry_id>/book")

@@ -424,3 +424,93 @@ def test_staff_cannot_book_over_time_off(app, client, schedule, staff_token):
     assert inside.status_code == 409
     after = client.post(BOOK, headers=headers, json=dict(body, start="2026-11-26T13:00:00-05:00"))
     assert after.status_code == 201
+
+
+def test_idempotency_keys_are_per_caller(app, client, schedule, staff_token):
+    headers = staff_token("front_desk")
+    created = client.post(
+        BOOK,
+        headers=headers,
+        json={
+            "patient_id": schedule["patients"][0],
+            "appointment_type": "consultation",
+            "provider_id": schedule["providers"][0],
+            "start": "2026-11-26T09:00:00-05:00",
+        },
+    ).get_json()
+    url = f"{BOOK}/{created['id']}/cancel"
+    body = {"reason": "Patient asked"}
+    first = client.post(url, headers=headers | {"Idempotency-Key": "k1"}, json=body)
+    assert first.status_code == 200
+    stranger = client.post(url, headers={"Idempotency-Key": "k1"}, json=body)
+    assert stranger.status_code == 401 and "patient_id" not in (stranger.get_json() or {})
+    replay = client.post(url, headers=headers | {"Idempotency-Key": "k1"}, json=body)
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs"),
+    [
+        (
+            "get",
+            SLOTS,
+            {
+                "query_string": {
+                    "appointment_type": "consultation",
+                    "start": "9999-12-31",
+                    "end": "9999-12-31",
+                }
+            },
+        ),
+        (
+            "get",
+            SLOTS,
+            {
+                "query_string": {
+                    "appointment_type": "consultation",
+                    "start": "0001-01-01T00:00:00+00:00",
+                    "end": "2026-12-01",
+                }
+            },
+        ),
+        (
+            "get",
+            SLOTS,
+            {
+                "query_string": {
+                    "appointment_type": "consultation",
+                    "start": "2026-12-01",
+                    "end": "2026-12-02",
+                    "provider_id": "9" * 20,
+                }
+            },
+        ),
+        (
+            "post",
+            BOOK,
+            {
+                "json": {
+                    "booking_token": "x",
+                    "appointment_type": "consultation",
+                    "provider_id": 10**20,
+                    "start": "9999-12-31T23:00:00+00:00",
+                }
+            },
+        ),
+        ("post", f"{BOOK}/{'9' * 20}/cancel", {"json": {"reason": "x"}}),
+        ("get", "/book/x?from=9999-12-31", {}),
+        ("get", "/staff/requests?page=99999999999999999999", {}),
+    ],
+)
+def test_out_of_range_input_is_a_clear_error_not_a_500(client, schedule, method, url, kwargs):
+    response = getattr(client, method)(url, **kwargs)
+    assert response.status_code in (302, 401, 404, 422), response.status_code
+
+
+def test_lone_surrogates_are_refused(app, client):
+    from tests.conftest import example_values
+
+    response = client.post(
+        "/api/v1/consultation-requests", json=example_values(first_name="A\ud800")
+    )
+    assert response.status_code == 422 and "first_name" in response.get_json()["errors"]
