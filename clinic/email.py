@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import smtplib
 import ssl
 import threading
@@ -100,3 +101,22 @@ def send(msg: EmailMessage) -> None:
         raise TemporarySendError(type(exc).__name__) from None
     if refused:
         raise PermanentSendError("recipient refused")
+
+
+def deliver(task, build) -> str:
+    """Send the message ``build()`` makes from inside a bound Celery task.
+
+    5xx: give up ("failed"). Anything that may pass: retry with bounded exponential backoff and
+    jitter. Only codes reach the log, never addresses.
+    """
+    try:
+        send(build())
+    except PermanentSendError as exc:
+        logger.warning("%s gave up: %s", task.name, exc)
+        return "failed"
+    except TemporarySendError as exc:
+        base = current_app.config["EMAIL_RETRY_BASE_SECONDS"]
+        delay = min(600, base * 2**task.request.retries) * random.uniform(0.8, 1.2)
+        logger.info("%s will retry in %.0fs (%s)", task.name, delay, exc)
+        raise task.retry(exc=exc, countdown=delay, max_retries=6) from None
+    return "sent"

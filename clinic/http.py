@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 from flask import Flask, current_app, request
 from werkzeug.routing import IntegerConverter
 
-from clinic.intake.rules import RuleSet, load_rules
 from clinic.limits import sane_id, sane_moment  # noqa: F401  (for the views)
 from clinic.models import utcnow
 
@@ -64,7 +63,3 @@ def now() -> datetime:
 
 def clinic_tz() -> ZoneInfo:
     return ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
-
-
-def rules() -> RuleSet:
-    return load_rules(current_app.config["INTAKE_RULES_DIR"])

@@ -54,6 +54,13 @@ def load_rules(rules_dir: str = "") -> RuleSet:
     return RuleSet(read("red-flags.json"), read("signals.json"), read("consents.json"))
 
 
+def current_rules() -> RuleSet:
+    """The rules of the running app (its INTAKE_RULES_DIR, or the packaged defaults)."""
+    from flask import current_app
+
+    return load_rules(current_app.config["INTAKE_RULES_DIR"])
+
+
 @dataclass(frozen=True)
 class TriageResult:
     level: Triage

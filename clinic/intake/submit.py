@@ -13,7 +13,7 @@ from clinic.errors import ValidationFailed
 from clinic.extensions import db
 from clinic.intake import services, tasks
 from clinic.intake.models import ConsultationRequest, IntakeDraft
-from clinic.intake.rules import Triage
+from clinic.intake.rules import Triage, current_rules
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def submit_values(values: Mapping[str, Any], *, source: str, client: dict) -> Co
     req = services.submit_request(
         values,
         source=source,
-        rules=http.rules(),
+        rules=current_rules(),
         now=http.now(),
         tz=http.clinic_tz(),
         client=client,
@@ -48,7 +48,7 @@ def submit_from_draft(draft: IntakeDraft, *, client: dict) -> SubmitResult:
         req = services.submit_request(
             draft.answers,
             source=source,
-            rules=http.rules(),
+            rules=current_rules(),
             now=http.now(),
             tz=http.clinic_tz(),
             client=client,

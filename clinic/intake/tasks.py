@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from datetime import timedelta
 
 from celery import shared_task
@@ -20,21 +19,6 @@ logger = logging.getLogger(__name__)
 DRAFT_MAX_IDLE = timedelta(hours=24)
 
 
-def _send_with_retry(task, build):
-    try:
-        email.send(build())
-    except email.PermanentSendError as exc:
-        logger.warning("%s gave up: %s", task.name, exc)
-        return "failed"
-    except email.TemporarySendError as exc:
-        # bounded exponential backoff with jitter
-        base = current_app.config["EMAIL_RETRY_BASE_SECONDS"]
-        delay = min(600, base * 2**task.request.retries) * random.uniform(0.8, 1.2)
-        logger.info("%s will retry in %.0fs (%s)", task.name, delay, exc)
-        raise task.retry(exc=exc, countdown=delay, max_retries=6) from None
-    return "sent"
-
-
 @shared_task(name="intake.send_acknowledgement", bind=True, acks_late=True)
 def send_acknowledgement(self, request_id: int) -> str:
     """Email the patient that their request arrived (logistics only, nothing clinical)."""
@@ -44,7 +28,7 @@ def send_acknowledgement(self, request_id: int) -> str:
     patient = request.patient
     if not (patient.email and patient.consent_email):
         return "skipped"
-    return _send_with_retry(self, lambda: emails.acknowledgement(request))
+    return email.deliver(self, lambda: emails.acknowledgement(request))
 
 
 @shared_task(name="intake.alert_staff", bind=True, acks_late=True)
@@ -53,7 +37,7 @@ def alert_staff(self, request_id: int) -> str:
     request = db.session.get(ConsultationRequest, request_id)
     if request is None or request.triage == "routine":
         return "skipped"
-    return _send_with_retry(
+    return email.deliver(
         self, lambda: emails.staff_alert(request, current_app.config["STAFF_ALERT_EMAIL"])
     )
 

@@ -14,7 +14,7 @@ from clinic.intake.conditions import fields_named
 from clinic.intake.fields import SECTIONS
 from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
 from clinic.intake.models import ConsultationRequest
-from clinic.intake.rules import Triage, triage
+from clinic.intake.rules import Triage, current_rules, triage
 from clinic.intake.submit import after_commit, submit_from_draft
 from clinic.scheduling import links
 
@@ -80,7 +80,7 @@ def save(slug: str = SECTIONS[0].slug):
         draft, key = drafts.start_draft(now)
         session[SESSION_KEY] = key
     drafts.save_step(draft, index, clean, now)
-    level = triage(draft.answers, http.rules()).level
+    level = triage(draft.answers, current_rules()).level
     escalated = (level == Triage.EMERGENCY and not draft.emergency_seen) or (
         level == Triage.URGENT and not (draft.urgent_seen or draft.emergency_seen)
     )
@@ -92,7 +92,7 @@ def save(slug: str = SECTIONS[0].slug):
         partial = services.save_partial(
             draft.answers,
             source="patient",
-            rules=http.rules(),
+            rules=current_rules(),
             now=now,
             tz=http.clinic_tz(),
             client=http.client_meta(),

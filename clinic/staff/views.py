@@ -11,7 +11,7 @@ from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import csrf, db, limiter
 from clinic.intake import services as intake_services
 from clinic.intake.models import ConsultationRequest, RequestStatus
-from clinic.intake.rules import Triage
+from clinic.intake.rules import Triage, current_rules
 from clinic.models import AuditEvent, StaffSession, StaffUser
 from clinic.staff import presenters, services
 from clinic.staff.forms import ActionForm, EditUserForm, LoginForm, NewUserForm, StatusForm
@@ -240,7 +240,7 @@ def clinician_entries(request_id: int):
             req,
             raw,
             actor=current_user,
-            rules=http.rules(),
+            rules=current_rules(),
             now=http.now(),
             tz=http.clinic_tz(),
             client=http.client_meta(),
