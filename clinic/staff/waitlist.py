@@ -7,37 +7,30 @@ cookie) and logs carry no names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 from wtforms import SelectField, TextAreaField, ValidationError
 from wtforms.validators import Length
 
 from clinic import audit, http
-from clinic.errors import ValidationFailed
+from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
 from clinic.models import Patient
 from clinic.scheduling import services
+from clinic.scheduling import waitlist as waitlist_services
 from clinic.scheduling.models import (
-    ACTIVE_STATUSES,
-    Appointment,
-    AppointmentStatus,
     AppointmentType,
     Provider,
-    TimeOff,
     WaitlistEntry,
 )
 from clinic.staff.forms import ActionForm
 from clinic.staff.roles import can, require
 from clinic.staff.views import bp
-
-FREED_WITHIN = timedelta(days=14)  # cancellations this recent are offered to the waitlist
-MAX_FREED_SLOTS = 200
 
 
 def _int_or_none(value) -> int | None:
@@ -103,58 +96,6 @@ def _waitlist_form() -> WaitlistForm:
     return form
 
 
-@dataclass(frozen=True)
-class FreedSlot:
-    appointment: Appointment  # the cancelled one: its provider, type, place and time
-    matches: list[WaitlistEntry]
-
-
-def _still_free(appointment: Appointment) -> bool:
-    """No active appointment and no time off of the provider over the occupied span."""
-    overlapping = exists().where(
-        Appointment.provider_id == appointment.provider_id,
-        Appointment.status.in_(ACTIVE_STATUSES),
-        Appointment.occupied_start < appointment.occupied_end,
-        Appointment.occupied_end > appointment.occupied_start,
-    )
-    time_off = exists().where(
-        TimeOff.provider_id == appointment.provider_id,
-        TimeOff.start_at < appointment.occupied_end,
-        TimeOff.end_at > appointment.occupied_start,
-    )
-    return not db.session.scalar(select(overlapping | time_off))
-
-
-def freed_slots(now: datetime) -> list[FreedSlot]:
-    """Future times of recent cancellations that nobody has taken since, with who waits."""
-    cancelled = db.session.scalars(
-        select(Appointment)
-        .options(
-            joinedload(Appointment.provider),
-            joinedload(Appointment.appointment_type),
-            joinedload(Appointment.location),
-        )
-        .where(
-            Appointment.status == AppointmentStatus.CANCELLED,
-            Appointment.cancelled_at >= now - FREED_WITHIN,
-            Appointment.start_at > now,
-        )
-        .order_by(Appointment.start_at, Appointment.provider_id, Appointment.id)
-        .limit(MAX_FREED_SLOTS)
-    ).all()
-    seen: set[tuple] = set()
-    found = []
-    for appointment in cancelled:
-        key = (appointment.provider_id, appointment.appointment_type_id, appointment.start_at)
-        if key in seen:  # cancelled, rebooked and cancelled again: one slot
-            continue
-        seen.add(key)
-        if not appointment.provider.active or not _still_free(appointment):
-            continue
-        found.append(FreedSlot(appointment, list(services.waitlist_matches(appointment))))
-    return found
-
-
 def waiting_for(now: datetime, created_at: datetime) -> str:
     days = (now - created_at).days
     if days < 1:
@@ -191,7 +132,7 @@ def _render(form: WaitlistForm | None, code: int = 200):
     return render_template(
         "staff/waitlist.html",
         entries=entries,
-        freed=freed_slots(now),
+        freed=waitlist_services.freed_slots(now),
         form=form if manage else None,
         manage=manage,
         now=now,
@@ -213,38 +154,20 @@ def add_to_waitlist():
     form = _waitlist_form()
     if not form.validate_on_submit():
         return _render(form, 422)
-    duplicate = db.session.scalar(
-        select(WaitlistEntry.id).where(
-            WaitlistEntry.status == "waiting",
-            WaitlistEntry.patient_id == form.patient_id.data,
-            WaitlistEntry.appointment_type_id == form.appointment_type_id.data,
-            WaitlistEntry.provider_id.is_(None)
-            if form.provider_id.data is None
-            else WaitlistEntry.provider_id == form.provider_id.data,
+    try:
+        waitlist_services.add_entry(
+            form.patient_id.data,
+            form.appointment_type_id.data,
+            form.provider_id.data,
+            form.note.data or "",
+            actor=current_user,
+            now=http.now(),
+            client=http.client_meta(),
         )
-    )
-    if duplicate is not None:
-        form.patient_id.errors = ["This patient is already waiting for this visit."]
+    except ValidationFailed as exc:
+        db.session.rollback()
+        form.patient_id.errors = exc.errors["patient_id"]
         return _render(form, 422)
-    now = http.now()
-    entry = WaitlistEntry(
-        patient_id=form.patient_id.data,
-        appointment_type_id=form.appointment_type_id.data,
-        provider_id=form.provider_id.data,
-        note=form.note.data or "",
-        status="waiting",
-        created_at=now,
-    )
-    db.session.add(entry)
-    db.session.flush()
-    audit.record_about(
-        "create",
-        entry,
-        actor=current_user,
-        changed_fields=["appointment_type_id", "provider_id", "note"],
-        client=http.client_meta(),
-        now=now,
-    )
     db.session.commit()
     flash("Added to the waitlist.", "success")
     return redirect(url_for(".waitlist"))
@@ -271,15 +194,8 @@ def remove_from_waitlist(entry_id: int):
     entry = _waiting_entry(entry_id)
     if entry is None:
         return redirect(url_for(".waitlist"))
-    entry.status = "removed"
-    audit.record_about(
-        "update",
-        entry,
-        actor=current_user,
-        changed_fields=["status"],
-        reason="waiting -> removed",
-        client=http.client_meta(),
-        now=http.now(),
+    waitlist_services.remove_entry(
+        entry, actor=current_user, now=http.now(), client=http.client_meta()
     )
     db.session.commit()
     flash("Removed from the waitlist.", "success")
@@ -308,23 +224,15 @@ def book_from_waitlist(entry_id: int):
     if entry is None:
         return redirect(url_for(".waitlist"))
     if entry.provider_id not in (None, provider.id):
-        abort(400)
-    now = http.now()
-    if start <= now or not provider.active:
-        db.session.rollback()
-        flash("That slot is no longer bookable.", "error")
-        return redirect(url_for(".waitlist"))
+        abort(400)  # the form offers only matching providers: this was tampered with
     try:
-        appointment = services.book_appointment(
-            entry.patient,
-            entry.appointment_type,
-            provider,
-            start,
-            now=now,
-            actor=current_user,
-            source="staff",
-            client=http.client_meta(),
+        appointment = waitlist_services.book_entry(
+            entry, provider, start, actor=current_user, now=http.now(), client=http.client_meta()
         )
+    except waitlist_services.SlotPassed as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for(".waitlist"))
     except services.SlotUnavailable:
         db.session.rollback()
         flash(
@@ -333,21 +241,11 @@ def book_from_waitlist(entry_id: int):
             "error",
         )
         return redirect(url_for(".waitlist"))
-    except ValidationFailed as exc:
+    except (ValidationFailed, DomainError) as exc:
         db.session.rollback()
-        flash(" ".join(m for ms in exc.errors.values() for m in ms), "error")
+        messages = exc.errors.values() if isinstance(exc, ValidationFailed) else [[str(exc)]]
+        flash(" ".join(m for ms in messages for m in ms), "error")
         return redirect(url_for(".waitlist"))
-    entry.status = "booked"
-    entry.appointment_id = appointment.id
-    audit.record_about(
-        "update",
-        entry,
-        actor=current_user,
-        changed_fields=["status", "appointment_id"],
-        reason=f"waiting -> booked: appointment {appointment.id}",
-        client=http.client_meta(),
-        now=now,
-    )
     db.session.commit()
     tz = http.clinic_tz()
     flash(
