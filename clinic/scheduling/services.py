@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import selectinload
 
 from clinic import audit
 from clinic.errors import DomainError, ValidationFailed
@@ -476,7 +477,13 @@ def new_feed_token() -> str:
 def appointments_between(
     start: datetime, end: datetime, *, provider_id: int | None = None, status: str | None = None
 ) -> Sequence[Appointment]:
-    query = select(Appointment).where(Appointment.start_at >= start, Appointment.start_at < end)
+    """Appointments starting in [start, end), by time then provider, with their patients and
+    types loaded up front (lists show both; not one query per row)."""
+    query = (
+        select(Appointment)
+        .options(selectinload(Appointment.patient), selectinload(Appointment.appointment_type))
+        .where(Appointment.start_at >= start, Appointment.start_at < end)
+    )
     if provider_id is not None:
         query = query.where(Appointment.provider_id == provider_id)
     if status:

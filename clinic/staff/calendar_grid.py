@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from flask import abort, request
 from flask_login import current_user
 from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
 
 from clinic import audit, http
 from clinic.errors import ValidationFailed
@@ -126,17 +125,7 @@ def _when(moment: datetime, tz: ZoneInfo) -> str:
 
 
 def _appointments(start: datetime, end: datetime) -> list[Appointment]:
-    """Appointments starting in [start, end) by time then provider, as
-    services.appointments_between, with their patients and types loaded up front (not one
-    query per row)."""
-    return list(
-        db.session.scalars(
-            select(Appointment)
-            .options(selectinload(Appointment.patient), selectinload(Appointment.appointment_type))
-            .where(Appointment.start_at >= start, Appointment.start_at < end)
-            .order_by(Appointment.start_at, Appointment.provider_id)
-        )
-    )
+    return list(services.appointments_between(start, end))
 
 
 def _providers_for(appointments) -> list[Provider]:
