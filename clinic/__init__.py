@@ -33,8 +33,11 @@ def _configure_logging(app: Flask) -> None:
 
 
 def _register_extensions(app: Flask) -> None:
+    import clinic.followup.models
     import clinic.intake.models
     import clinic.models
+    import clinic.notifications.models
+    import clinic.notifications.outbox
     import clinic.scheduling.models  # noqa: F401  (every table in the metadata, for migrations)
     from clinic.celery_app import celery_init_app
     from clinic.database import configure_engine

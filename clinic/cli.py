@@ -1,4 +1,4 @@
-"""Flask commands: create-staff, create-api-token, seed-demo."""
+"""Flask commands: create-staff, create-api-token, seed-demo, dispatch-notifications."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_staff)
     app.cli.add_command(create_api_token)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(dispatch_notifications)
 
 
 @click.command("create-staff")
@@ -79,3 +80,17 @@ def seed_demo(if_empty: bool) -> None:
     path.write_text(f"{summary}\nPassword for every demo staff user: {password}\n")
     path.chmod(0o600)
     click.echo(f"(also written to {path.name} in the instance folder)")
+
+
+@click.command("dispatch-notifications")
+@with_appcontext
+def dispatch_notifications() -> None:
+    """One dispatcher pass: claim due messages and hand them to the send task."""
+    from clinic.notifications import dispatcher
+
+    result = dispatcher.dispatch(utcnow())
+    click.echo(
+        f"Claimed {result.claimed} due message(s); released {result.released} stale claim(s)"
+        + (f"; {result.enqueue_failed} could not be queued" if result.enqueue_failed else "")
+        + "."
+    )

@@ -82,6 +82,12 @@ def from_environment(env: dict[str, str] | None = None) -> dict:
         "MAIL_FROM": env.get("MAIL_FROM") or "Clinic <no-reply@clinic.example>",
         "NOTIFY_SEND_HOURS": _send_hours(env.get("NOTIFY_SEND_HOURS") or "9-18"),
         "DISPATCH_INTERVAL_SECONDS": int(env.get("DISPATCH_INTERVAL_SECONDS") or 60),
+        # A claim unsent after this long is released (default: 5 intervals, at least 5 minutes).
+        "NOTIFY_CLAIM_TIMEOUT_SECONDS": int(env.get("NOTIFY_CLAIM_TIMEOUT_SECONDS") or 0),
+        "NOTIFY_MAX_ATTEMPTS": int(env.get("NOTIFY_MAX_ATTEMPTS") or 8),
+        "NOTIFY_SCHEDULES_FILE": env.get("NOTIFY_SCHEDULES_FILE") or "",
+        "NOTIFY_USE_FIRST_NAME": _bool(env.get("NOTIFY_USE_FIRST_NAME"), True),
+        "FOLLOWUP_PLAN_FILE": env.get("FOLLOWUP_PLAN_FILE") or "",
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,

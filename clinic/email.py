@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import smtplib
 import ssl
 import threading
@@ -19,7 +20,19 @@ _local = threading.local()
 
 
 class PermanentSendError(Exception):
-    """The server refused the message for good (5xx); retrying will not help."""
+    """The server refused the message for good (5xx); retrying will not help.
+
+    ``enhanced`` is the RFC 3463 status code when the server gave one ("5.1.1": a bad mailbox).
+    """
+
+    def __init__(self, text: str, enhanced: str | None = None):
+        super().__init__(f"{text} {enhanced}" if enhanced else text)
+        self.enhanced = enhanced
+
+    @property
+    def bad_mailbox(self) -> bool:
+        """5.1.x: the address itself is wrong; mailing it again would bounce again."""
+        return bool(self.enhanced and self.enhanced.startswith("5.1."))
 
 
 class TemporarySendError(Exception):
@@ -27,7 +40,20 @@ class TemporarySendError(Exception):
     Celery logs it on every retry."""
 
 
-def build_message(template: str, to: str, subject: str, **context) -> EmailMessage:
+_ENHANCED = re.compile(rb"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def _enhanced(reply: bytes | str | None) -> str | None:
+    """The RFC 3463 code at the start of a server reply (never the rest: it may hold addresses)."""
+    if isinstance(reply, str):
+        reply = reply.encode("utf-8", "replace")
+    match = _ENHANCED.match(reply or b"")
+    return match.group(1).decode() if match else None
+
+
+def build_message(
+    template: str, to: str, subject: str, *, message_id: str | None = None, **context
+) -> EmailMessage:
     """An EmailMessage with a plain-text body and an HTML alternative, one recipient."""
     config = current_app.config
     context.setdefault("clinic_name", config["CLINIC_NAME"])
@@ -37,7 +63,7 @@ def build_message(template: str, to: str, subject: str, **context) -> EmailMessa
     msg["Subject"] = subject
     msg["From"] = config["MAIL_FROM"]
     msg["To"] = to
-    msg["Message-ID"] = make_msgid(
+    msg["Message-ID"] = message_id or make_msgid(
         domain=config["MAIL_FROM"].rpartition("@")[2].strip("> ") or "clinic.example"
     )
     msg.set_content(render_template(f"emails/{template}.txt", **context))
@@ -87,14 +113,19 @@ def send(msg: EmailMessage) -> None:
         refused = _connection().send_message(msg)
     except smtplib.SMTPRecipientsRefused as exc:
         close_connection()
-        codes = [code for code, _ in exc.recipients.values()]
+        replies = list(exc.recipients.values())
+        codes = [code for code, _ in replies]
         if all(code >= 500 for code in codes):
-            raise PermanentSendError(f"recipient refused ({codes[0]})") from None
+            raise PermanentSendError(
+                f"recipient refused ({codes[0]})", _enhanced(replies[0][1])
+            ) from None
         raise TemporarySendError(f"recipient deferred ({codes[0]})") from None
     except smtplib.SMTPResponseException as exc:
         close_connection()
         if exc.smtp_code >= 500:
-            raise PermanentSendError(f"refused ({exc.smtp_code})") from None
+            raise PermanentSendError(
+                f"refused ({exc.smtp_code})", _enhanced(exc.smtp_error)
+            ) from None
         raise TemporarySendError(f"deferred ({exc.smtp_code})") from None
     except (smtplib.SMTPException, OSError) as exc:
         close_connection()

@@ -23,6 +23,7 @@ from clinic.extensions import db
 from clinic.intake import services as intake_services
 from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient, StaffUser
+from clinic.notifications import services as notifications
 from clinic.scheduling import availability as av
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
@@ -323,6 +324,7 @@ def book_appointment(
     )
     if request is not None and request.patient_id == patient.id:
         intake_services.mark_booked(request, now=now)
+    notifications.appointment_booked(appointment, now=now)
     audit.record(
         "create",
         actor=actor,
@@ -384,6 +386,7 @@ def reschedule(
     appointment.sequence += 1
     appointment.updated_at = now
     _flush_or_conflict()
+    notifications.appointment_rescheduled(appointment, now=now)
     audit.record_about(
         "update",
         appointment,
@@ -429,6 +432,7 @@ def change_status(
     appointment.status = status
     appointment.updated_at = now
     _flush_or_conflict()
+    notifications.appointment_status_changed(appointment, old, now=now)
     audit.record_about(
         "update",
         appointment,

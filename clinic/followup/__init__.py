@@ -1,0 +1,1 @@
+"""Post-procedure follow-up: the plan a procedure creates, check-ins, outcomes, staff tasks."""

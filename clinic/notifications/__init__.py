@@ -1,0 +1,1 @@
+"""Notifications: every message is a row, claimed by a dispatcher and sent by one Celery task."""

@@ -1,0 +1,201 @@
+"""Send one claimed message. The row stays locked while it is sent, so a cancel racing the
+send waits for it, and a second copy of the task finds the row already sent."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from clinic import email
+from clinic.extensions import db
+from clinic.followup.models import AutomationPause, Procedure, StaffTask, Timepoint, TimepointStatus
+from clinic.models import Patient
+from clinic.notifications import emails
+from clinic.notifications.models import Notification, Status, Suppression
+from clinic.scheduling.models import ACTIVE_STATUSES, Appointment, AppointmentStatus
+
+logger = logging.getLogger(__name__)
+
+ESSENTIAL_KINDS = ("confirmation", "procedure_notice", "update", "cancellation")
+
+
+def deliver(notification_id: int, *, now: datetime) -> str:
+    """Send the message if it is still claimed and still wanted; commit its new state."""
+    row = db.session.scalars(
+        select(Notification)
+        .where(Notification.id == notification_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None or row.status != Status.SENDING:
+        db.session.rollback()
+        return "not-claimed"
+    outcome = _deliver(row, now)
+    row.updated_at = now
+    db.session.commit()
+    logger.info("notification %s (%s) %s", row.id, row.template, outcome)
+    return outcome
+
+
+def _deliver(row: Notification, now: datetime) -> str:
+    reason = _not_wanted(row, now)
+    if reason is not None:
+        status, text = reason
+        row.status, row.last_error = status, text
+        return status
+    if row.channel == "task":
+        _task_for(row, now)
+        row.status, row.sent_at = Status.SENT, now
+        return "task"
+    try:
+        msg = emails.build(row, now=now)
+    except Exception as exc:  # a broken template must not leave the row claimed forever
+        logger.exception("notification %s (%s) could not be composed", row.id, row.template)
+        row.status, row.last_error = Status.FAILED, f"could not compose: {type(exc).__name__}"
+        return "failed"
+    row.attempts += 1
+    try:
+        email.send(msg)
+    except email.PermanentSendError as exc:
+        row.status, row.last_error = Status.FAILED, str(exc)[:200]
+        if exc.bad_mailbox and row.kind != "staff_alert":
+            suppress(msg["To"].addresses[0].addr_spec, "bounced", str(exc), now=now)
+        return "failed"
+    except email.TemporarySendError as exc:
+        config = current_app.config
+        if row.attempts >= config["NOTIFY_MAX_ATTEMPTS"]:
+            row.status = Status.FAILED
+            row.last_error = f"gave up after {row.attempts} attempts: {exc}"[:200]
+            return "failed"
+        base = config["EMAIL_RETRY_BASE_SECONDS"]
+        delay = min(3600.0, base * 2 ** (row.attempts - 1)) * random.uniform(0.8, 1.2)
+        row.status, row.claimed_at = Status.PENDING, None
+        row.due_at = now + timedelta(seconds=delay)
+        row.last_error = str(exc)[:200]
+        return "retry"
+    row.status, row.sent_at, row.last_error = Status.SENT, now, None
+    return "sent"
+
+
+def _not_wanted(row: Notification, now: datetime) -> tuple[str, str] | None:
+    """(status, reason) when this message must not go out now, else None."""
+    if row.kind == "staff_alert":
+        return None
+    patient = db.session.get(Patient, row.patient_id) if row.patient_id else None
+    if patient is None:
+        return Status.SKIPPED, "no patient"
+    if row.cause_type == "appointment":
+        verdict = _appointment_verdict(row, now)
+    else:
+        verdict = _timepoint_verdict(row)
+    if verdict is not None:
+        return verdict
+    if row.routine and _paused(patient.id):
+        row.due_at = now  # waits, claimed by no dispatcher, until staff acknowledge
+        return Status.PENDING, "paused until staff acknowledge a check-in"
+    if row.channel == "task":
+        return None
+    if patient.confidential_comms_request:
+        _staff_task(
+            patient.id,
+            "confidential_contact",
+            "Contact the patient as they asked "
+            "(confidential-communication request); no automatic email was sent",
+            row,
+            now,
+        )
+        return Status.SKIPPED, "confidential-communication request"
+    if not patient.email:
+        return Status.SKIPPED, "no email address"
+    if not patient.consent_email:
+        return Status.SKIPPED, "no email consent"
+    suppression = db.session.scalar(
+        select(Suppression).where(Suppression.address == patient.email.strip().lower())
+    )
+    if suppression is not None and (suppression.reason == "bounced" or row.routine):
+        return Status.SKIPPED, f"address {suppression.reason}"
+    return None
+
+
+def _appointment_verdict(row: Notification, now: datetime) -> tuple[str, str] | None:
+    appointment = db.session.get(Appointment, row.cause_id)
+    if appointment is None:
+        return Status.CANCELLED, "appointment gone"
+    if row.kind == "cancellation":
+        return None
+    if appointment.status == AppointmentStatus.CANCELLED:
+        return Status.CANCELLED, "appointment cancelled"
+    if row.kind == "no_show":
+        ok = appointment.status == AppointmentStatus.NOSHOW
+        return None if ok else (Status.CANCELLED, f"appointment {appointment.status}")
+    if appointment.status not in ACTIVE_STATUSES:
+        return Status.CANCELLED, f"appointment {appointment.status}"
+    if row.kind not in ESSENTIAL_KINDS and appointment.start_at <= now:
+        return Status.SKIPPED, "appointment already started"
+    return None
+
+
+def _timepoint_verdict(row: Notification) -> tuple[str, str] | None:
+    timepoint = db.session.get(Timepoint, row.cause_id)
+    if timepoint is None:
+        return Status.CANCELLED, "follow-up gone"
+    procedure = db.session.get(Procedure, timepoint.procedure_id)
+    if procedure.status != "active" or timepoint.status == TimepointStatus.CANCELLED:
+        return Status.CANCELLED, "follow-up cancelled"
+    if timepoint.status == TimepointStatus.COMPLETED:
+        return Status.CANCELLED, "check-in already answered"
+    return None
+
+
+def _paused(patient_id: int) -> bool:
+    return bool(
+        db.session.scalar(
+            select(func.count(AutomationPause.id)).where(
+                AutomationPause.patient_id == patient_id,
+                AutomationPause.acknowledged_at.is_(None),
+            )
+        )
+    )
+
+
+def _task_for(row: Notification, now: datetime) -> None:
+    timepoint = db.session.get(Timepoint, row.cause_id)
+    if timepoint.status in (TimepointStatus.SCHEDULED, TimepointStatus.SENT):
+        timepoint.status = TimepointStatus.MISSED
+    _staff_task(
+        row.patient_id,
+        "followup_no_response",
+        f"No answer to the {timepoint.label} check-in: call the patient",
+        row,
+        now,
+    )
+
+
+def _staff_task(patient_id: int, kind: str, title: str, row: Notification, now: datetime):
+    db.session.add(
+        StaffTask(
+            patient_id=patient_id,
+            kind=kind,
+            title=title,
+            cause_type="notification",
+            cause_id=row.id,
+            due_at=now,
+            created_at=now,
+        )
+    )
+
+
+def suppress(address: str, reason: str, detail: str = "", *, now: datetime) -> Suppression:
+    """Stop mailing an address (bounced: everything; unsubscribed: routine messages)."""
+    address = address.strip().lower()
+    row = db.session.scalar(select(Suppression).where(Suppression.address == address))
+    if row is None:
+        row = Suppression(address=address, reason=reason, detail=detail[:200], created_at=now)
+        db.session.add(row)
+    elif reason == "bounced":
+        row.reason, row.detail = reason, detail[:200]
+    return row

@@ -1,0 +1,305 @@
+"""Create, re-time, cancel and resend message rows. Flush, never commit.
+
+Every message is created in the transaction of its cause. Messages that go at once are claimed
+here and handed to the send task right after that transaction commits (``outbox``); the
+dispatcher picks up everything else, and anything the broker lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from clinic import audit, http
+from clinic.errors import DomainError
+from clinic.extensions import db
+from clinic.models import StaffUser
+from clinic.notifications import outbox, schedules
+from clinic.notifications.models import OPEN_STATUSES, Notification, Status
+from clinic.scheduling.models import Appointment, AppointmentStatus
+
+APPOINTMENT = "appointment"
+
+# kind -> template pair under templates/emails/
+TEMPLATES = {
+    "confirmation": "appointment_confirmation",
+    "procedure_notice": "appointment_confirmation",
+    "update": "appointment_update",
+    "cancellation": "appointment_cancellation",
+    "reminder_72h": "appointment_reminder",
+    "reminder_48h": "appointment_reminder",
+    "reminder_24h": "appointment_reminder",
+    "no_show": "missed_appointment",
+    "checkin": "checkin_invitation",
+    "checkin_resend_1": "checkin_invitation",
+    "checkin_resend_2": "checkin_invitation",
+    "checkin_no_response": "staff_task",
+    "staff_alert": "staff_checkin_alert",
+}
+
+
+def schedule() -> schedules.Schedule:
+    return schedules.load(current_app.config.get("NOTIFY_SCHEDULES_FILE") or "")
+
+
+def new_message_id() -> str:
+    domain = current_app.config["MAIL_FROM"].rpartition("@")[2].strip("> ") or "clinic.example"
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def create(
+    *,
+    patient_id: int | None,
+    kind: str,
+    cause_type: str,
+    cause_id: int,
+    due_at: datetime,
+    now: datetime,
+    routine: bool = False,
+    revision: int = 0,
+    channel: str = "email",
+    status: str = Status.PENDING,
+    last_error: str | None = None,
+) -> Notification:
+    """A message row; one per cause, kind and revision (the database holds that)."""
+    row = Notification(
+        patient_id=patient_id,
+        kind=kind,
+        template=TEMPLATES[kind],
+        cause_type=cause_type,
+        cause_id=cause_id,
+        revision=revision,
+        channel=channel,
+        routine=routine,
+        status=status,
+        due_at=due_at,
+        attempts=0,
+        last_error=last_error,
+        message_id=new_message_id(),
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(row)
+    return row
+
+
+def send_at_once(row: Notification, now: datetime) -> Notification:
+    """Claim the row now and hand it to the send task once this transaction commits."""
+    row.status = Status.SENDING
+    row.claimed_at = now
+    db.session.flush()
+    outbox.send_after_commit(row.id)
+    return row
+
+
+def _reminder_due(appointment: Appointment, hours_before: float) -> datetime:
+    config = current_app.config
+    due = appointment.start_at - timedelta(hours=hours_before)
+    return schedules.within_send_hours(
+        due, http.clinic_tz(), config["NOTIFY_SEND_HOURS"], latest=appointment.start_at
+    )
+
+
+def _for_cause(cause_type: str, cause_id: int) -> list[Notification]:
+    return list(
+        db.session.scalars(
+            select(Notification)
+            .where(Notification.cause_type == cause_type, Notification.cause_id == cause_id)
+            .order_by(Notification.kind, Notification.revision)
+        )
+    )
+
+
+def appointment_booked(appointment: Appointment, *, now: datetime) -> list[Notification]:
+    """The confirmation (at once, with an .ics) and the reminders of the type's schedule."""
+    rows = []
+    for step in schedule().steps(appointment.appointment_type.code):
+        if step.at_booking:
+            row = create(
+                patient_id=appointment.patient_id,
+                kind=step.kind,
+                cause_type=APPOINTMENT,
+                cause_id=appointment.id,
+                due_at=now,
+                now=now,
+            )
+            rows.append(send_at_once(row, now))
+        elif step.hours_before is not None:
+            rows.append(_reminder(appointment, step, now=now, revision=0))
+    return rows
+
+
+def _reminder(appointment: Appointment, step, *, now: datetime, revision: int) -> Notification:
+    due = _reminder_due(appointment, step.hours_before)
+    too_late = due <= now
+    return create(
+        patient_id=appointment.patient_id,
+        kind=step.kind,
+        cause_type=APPOINTMENT,
+        cause_id=appointment.id,
+        due_at=due,
+        now=now,
+        routine=True,
+        revision=revision,
+        status=Status.SKIPPED if too_late else Status.PENDING,
+        last_error="booked too close to the appointment" if too_late else None,
+    )
+
+
+def appointment_rescheduled(appointment: Appointment, *, now: datetime) -> list[Notification]:
+    """Re-time the reminders still to come, and send the update (same UID, next SEQUENCE)."""
+    rows = []
+    latest: dict[str, Notification] = {}
+    for row in _for_cause(APPOINTMENT, appointment.id):
+        latest[row.kind] = row  # ordered by revision: the last one wins
+    for step in schedule().steps(appointment.appointment_type.code):
+        if step.hours_before is None:
+            continue
+        row = latest.get(step.kind)
+        if row is not None and row.status in (Status.PENDING, Status.SKIPPED):
+            due = _reminder_due(appointment, step.hours_before)
+            row.due_at = due
+            row.status = Status.PENDING if due > now else Status.SKIPPED
+            row.last_error = None if due > now else "moved too close to the appointment"
+            row.updated_at = now
+        elif row is None or row.status != Status.SENDING:
+            # Already sent (or failed) for the old time: the new time gets its own reminder.
+            row = _reminder(appointment, step, now=now, revision=appointment.sequence)
+        rows.append(row)
+    update_row = create(
+        patient_id=appointment.patient_id,
+        kind="update",
+        cause_type=APPOINTMENT,
+        cause_id=appointment.id,
+        due_at=now,
+        now=now,
+        revision=appointment.sequence,
+    )
+    rows.append(send_at_once(update_row, now))
+    return rows
+
+
+def cancel_open(cause_type: str, cause_id: int, *, now: datetime, reason: str) -> int:
+    """Cancel every message of this cause not yet sent. A send in progress holds its row's
+    lock, so this waits for it and then leaves the sent message alone."""
+    result = db.session.execute(
+        update(Notification)
+        .where(
+            Notification.cause_type == cause_type,
+            Notification.cause_id == cause_id,
+            Notification.status.in_(OPEN_STATUSES),
+        )
+        .values(status=Status.CANCELLED, last_error=reason, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount
+
+
+def appointment_cancelled(appointment: Appointment, *, now: datetime) -> Notification:
+    """Cancel what was still to go, and tell the patient (METHOD:CANCEL)."""
+    cancel_open(APPOINTMENT, appointment.id, now=now, reason="appointment cancelled")
+    row = create(
+        patient_id=appointment.patient_id,
+        kind="cancellation",
+        cause_type=APPOINTMENT,
+        cause_id=appointment.id,
+        due_at=now,
+        now=now,
+    )
+    return send_at_once(row, now)
+
+
+def appointment_status_changed(
+    appointment: Appointment, old: str, *, now: datetime
+) -> Notification | None:
+    """No-show: the "we missed you" message; any other end of the road: nothing more to send."""
+    status = appointment.status
+    if status == AppointmentStatus.CANCELLED:
+        return appointment_cancelled(appointment, now=now)
+    if status in (AppointmentStatus.BOOKED, AppointmentStatus.PENDING):
+        return None
+    if status in (AppointmentStatus.ARRIVED, AppointmentStatus.CHECKED_IN):
+        return None
+    cancel_open(APPOINTMENT, appointment.id, now=now, reason=f"appointment {status}")
+    if status != AppointmentStatus.NOSHOW:
+        return None
+    for step in schedule().steps(appointment.appointment_type.code):
+        if step.hours_after_no_show is not None:
+            exists = db.session.scalar(
+                select(Notification.id).where(
+                    Notification.cause_type == APPOINTMENT,
+                    Notification.cause_id == appointment.id,
+                    Notification.kind == step.kind,
+                )
+            )
+            if exists:
+                return None
+            due = schedules.within_send_hours(
+                now + timedelta(hours=step.hours_after_no_show),
+                http.clinic_tz(),
+                current_app.config["NOTIFY_SEND_HOURS"],
+            )
+            return create(
+                patient_id=appointment.patient_id,
+                kind=step.kind,
+                cause_type=APPOINTMENT,
+                cause_id=appointment.id,
+                due_at=due,
+                now=now,
+                routine=True,
+            )
+    return None
+
+
+RESENDABLE = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+
+
+def resend(row: Notification, *, actor: StaffUser, now: datetime, client=None) -> Notification:
+    """Send the same message (same Message-ID) again, now."""
+    if row.status not in RESENDABLE:
+        raise DomainError("This message is still on its way.")
+    if row.cause_type == APPOINTMENT and row.kind not in ("cancellation",):
+        appointment = db.session.get(Appointment, row.cause_id)
+        if appointment is not None and appointment.status == AppointmentStatus.CANCELLED:
+            raise DomainError("The appointment is cancelled; only the cancellation can be resent.")
+    old = row.status
+    row.due_at = now
+    row.attempts = 0
+    row.last_error = None
+    row.updated_at = now
+    send_at_once(row, now)
+    audit.record_about(
+        "update",
+        row,
+        actor=actor,
+        changed_fields=["status"],
+        reason=f"resend ({old}) {row.kind}",
+        client=client,
+        now=now,
+    )
+    return row
+
+
+def for_patient(patient_id: int) -> list[Notification]:
+    return list(
+        db.session.scalars(
+            select(Notification)
+            .where(Notification.patient_id == patient_id)
+            .order_by(Notification.due_at, Notification.id)
+        )
+    )
+
+
+def with_status(statuses: Iterable[str], *, limit: int = 200) -> list[Notification]:
+    return list(
+        db.session.scalars(
+            select(Notification)
+            .where(Notification.status.in_(list(statuses)))
+            .order_by(Notification.updated_at.desc(), Notification.id.desc())
+            .limit(limit)
+        )
+    )
