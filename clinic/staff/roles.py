@@ -31,6 +31,12 @@ PERMISSIONS: dict[str, set[str]] = {
     "appointments.view": {FD, NURSE, DOC, BILL},
     "appointments.manage": {FD, NURSE, DOC},
     "schedule.edit": {FD, ADMIN},
+    "messages.view": {FD, NURSE, DOC, ADMIN},  # message log: kind, status, errors; no content
+    "messages.resend": {FD, NURSE, DOC, ADMIN},
+    "tasks.view": {FD, NURSE, DOC},
+    "followup.record": {NURSE, DOC},  # record a procedure, which starts its follow-up plan
+    "followup.outcomes": {NURSE, DOC},  # check-in answers, scores, the outcome chart
+    "followup.ack_pause": {NURSE, DOC},  # acknowledge a check-in red flag, resume automation
     "users.manage": {ADMIN},
     "audit.view": {ADMIN},
 }
