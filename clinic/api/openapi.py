@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify
 
 from clinic.api import bp
+from clinic.api.openapi_followup import followup_paths, followup_schemas
 from clinic.api.openapi_scheduling import scheduling_paths, scheduling_schemas
 from clinic.intake.fields import FIELDS, FORM_VERSION, Field
 
@@ -140,6 +141,7 @@ def build_spec() -> dict:
         "servers": [{"url": current_app.config["BASE_URL"]}],
         "paths": {
             **scheduling_paths(),
+            **followup_paths(),
             "/api/v1/consultation-requests": {
                 "post": {
                     "summary": "Submit a consultation request (the intake)",
@@ -223,6 +225,7 @@ def build_spec() -> dict:
                 },
                 "Errors": errors,
                 **scheduling_schemas(),
+                **followup_schemas(),
             },
         },
     }

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from clinic import audit, http
 from clinic.api import bp
+from clinic.api.auth import staff_or_abort
 from clinic.api.consultation_requests import json_body
 from clinic.api.idempotency import idempotent
 from clinic.errors import DomainError, ValidationFailed
@@ -206,18 +207,9 @@ def create_appointment():
     return jsonify(appointment_json(appointment, with_manage_url=staff is None)), 201
 
 
-def _staff_or_401(permission: str):
-    user = bearer_user()
-    if user is None:
-        abort(401)
-    if not can(user, permission):
-        abort(403)
-    return user
-
-
 @bp.get("/appointments")
 def list_appointments():
-    user = _staff_or_401("appointments.view")
+    user = staff_or_abort("appointments.view")
     start = parse_moment(request.args.get("start"), "start")
     end = parse_moment(request.args.get("end"), "end", end_of_day=True)
     provider_id = request.args.get("provider_id", type=int)
@@ -244,7 +236,7 @@ def _appointment(appointment_id: int) -> Appointment:
 
 
 def _act(appointment_id: int, action):
-    user = _staff_or_401("appointments.manage")
+    user = staff_or_abort("appointments.manage")
     appointment = _appointment(appointment_id)
     body = json_body()
     try:
