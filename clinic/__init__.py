@@ -63,6 +63,7 @@ def _register_blueprints(app: Flask) -> None:
     from clinic import health
     from clinic.api import bp as api_bp
     from clinic.intake.views import bp as intake_bp
+    from clinic.notifications.views import bp as notifications_bp
     from clinic.scheduling.feeds import feeds_bp
     from clinic.scheduling.views import bp as scheduling_bp
     from clinic.staff.views import bp as staff_bp
@@ -73,6 +74,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(staff_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(feeds_bp)
+    app.register_blueprint(notifications_bp)
 
 
 def _register_web(app: Flask) -> None:

@@ -39,7 +39,9 @@ def register_security_headers(app: Flask) -> None:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        if request.path.startswith(("/staff", "/intake", "/api/")):
+        if request.path.startswith(
+            ("/staff", "/intake", "/api/", "/checkin", "/book", "/appointments", "/notifications")
+        ):
             response.headers["Cache-Control"] = "no-store"
         if request.is_secure:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"

@@ -34,7 +34,10 @@ REFRESH_TEXT = "PT15M"
 
 # The feed's path, not the back office's /staff/calendar/... pages.
 # The secrets in link paths: feeds, booking links, manage links.
-_TOKEN_IN_PATH = re.compile(r"(?<!/staff)(/calendar|/book|/appointments/manage)/[^\s\"?\x1b/]+")
+_TOKEN_IN_PATH = re.compile(
+    r"(?<!/staff)(/calendar|/book|/appointments/manage|/checkin|/notifications/unsubscribe)"
+    r"/[^\s\"?\x1b/]+"
+)
 
 
 class _RedactFeedTokens(logging.Filter):
