@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from clinic import audit, http
 from clinic.errors import DomainError
 from clinic.extensions import db
+from clinic.followup.models import StaffTask
 from clinic.models import StaffUser
 from clinic.notifications import outbox, schedules
 from clinic.notifications.models import OPEN_STATUSES, Notification, Status
@@ -227,6 +228,17 @@ def appointment_status_changed(
     cancel_open(APPOINTMENT, appointment.id, now=now, reason=f"appointment {status}")
     if status != AppointmentStatus.NOSHOW:
         return None
+    db.session.add(
+        StaffTask(
+            patient_id=appointment.patient_id,
+            kind="no_show",
+            title="Missed appointment: call the patient to book a new time",
+            cause_type=APPOINTMENT,
+            cause_id=appointment.id,
+            due_at=now,
+            created_at=now,
+        )
+    )
     for step in schedule().steps(appointment.appointment_type.code):
         if step.hours_after_no_show is not None:
             exists = db.session.scalar(
