@@ -17,6 +17,10 @@ def celery_init_app(app: Flask) -> Celery:
     from clinic.schedule import beat_schedule
 
     celery.conf.beat_schedule = beat_schedule(app.config)
+    # Every task module, so a worker knows each task whichever views it never imports.
+    import clinic.intake.tasks
+    import clinic.notifications.tasks  # noqa: F401
+
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

@@ -2,10 +2,12 @@
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import example_values
+from tests.conftest import FIXED_NOW, example_values
 
 URL = "/api/v1/consultation-requests"
 CLINICAL_WORDS = [
@@ -64,12 +66,35 @@ def worker(celery_worker, inbox):
     return celery_worker
 
 
+def dispatch(app, *, later: timedelta = timedelta(0)) -> int:
+    """One dispatcher pass (beat's job) ``later`` than now: the pinned test time or the worker's
+    clock (which times its retries), whichever is later."""
+    from clinic.notifications import dispatcher
+
+    with app.app_context():
+        return dispatcher.dispatch(max(datetime.now(UTC), FIXED_NOW) + later).claimed
+
+
+def acknowledgements(app) -> list:
+    from clinic.notifications.models import Notification
+
+    with app.app_context():
+        return list(
+            app.extensions["sqlalchemy"].session.scalars(
+                select(Notification).where(Notification.kind == "intake_acknowledgement")
+            )
+        )
+
+
 def test_acknowledgement_email(app, client, worker, inbox):
     values = example_values(med_list="Eliquis 5 mg", rf_fever="no")
     assert client.post(URL, json=values).status_code == 201
+    assert inbox.messages == []  # a message row, committed with the request; not yet sent
+    assert dispatch(app) == 1
     [msg] = inbox.wait_for(1)
     assert msg["To"] == "margaret.okafor@example.com"
-    assert msg["Message-ID"]
+    [row] = acknowledgements(app)
+    assert msg["Message-ID"] == row.message_id
     text = visible_text(msg)
     assert "Hello Margaret" in text
     assert "Tuesday, November 24, 2026" in text
@@ -82,6 +107,8 @@ def test_acknowledgement_email(app, client, worker, inbox):
 def test_emergency_alerts_staff_without_patient_details(app, client, worker, inbox):
     values = example_values(rf_bowel="new")
     assert client.post(URL, json=values).status_code == 201
+    inbox.wait_for(1)  # the alert goes at once, without waiting for the dispatcher
+    dispatch(app)
     messages = inbox.wait_for(2)
     alert = next(m for m in messages if m["To"] == "alerts@clinic.test")
     patient = next(m for m in messages if m["To"] != "alerts@clinic.test")
@@ -100,33 +127,44 @@ def test_urgent_alert_and_no_email_without_consent(app, client, worker, inbox):
     [alert] = inbox.wait_for(1)
     assert alert["To"] == "alerts@clinic.test"
     assert alert["Subject"] == "Same-day callback needed - log in"
-    time.sleep(0.5)  # a wrongly sent acknowledgement would have arrived by now
+    assert acknowledgements(app) == []  # no consent: no acknowledgement at all
+    assert dispatch(app) == 0
     assert len(inbox.messages) == 1
+
+
+def wait_for_row(app, predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = acknowledgements(app)
+        if rows and predicate(rows[0]):
+            return rows[0]
+        time.sleep(0.05)
+    raise AssertionError(f"acknowledgement row never matched: {acknowledgements(app)}")
 
 
 def test_smtp_refusing_for_a_while_then_delivered(app, client, worker, inbox):
     inbox.reply = "451 4.3.0 try again later"
     assert client.post(URL, json=example_values()).status_code == 201
-    time.sleep(1.5)  # at least one refused attempt
+    dispatch(app)
+    row = wait_for_row(app, lambda r: r.status == "pending" and r.attempts == 1)
+    assert row.last_error == "deferred (451)"  # a code, never an address
     assert inbox.messages == []
     inbox.reply = None
+    assert dispatch(app, later=timedelta(minutes=5)) == 1  # past the backoff
     [msg] = inbox.wait_for(1, timeout=30)
     assert msg["To"] == "margaret.okafor@example.com"
+    assert wait_for_row(app, lambda r: r.status == "sent").attempts == 2
 
 
 def test_permanent_refusal_is_not_retried(app, client, worker, inbox):
     inbox.reply = "550 5.1.1 no such mailbox"
     assert client.post(URL, json=example_values()).status_code == 201
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if "gave up" in worker.log_path.read_text():
-            break
-        time.sleep(0.1)
-    log = worker.log_path.read_text()
-    assert "intake.send_acknowledgement gave up: refused (550)" in log
-    assert "margaret" not in log.lower()
+    dispatch(app)
+    row = wait_for_row(app, lambda r: r.status == "failed")
+    assert row.last_error == "refused (550) 5.1.1" and row.attempts == 1
+    assert "margaret" not in worker.log_path.read_text().lower()
     inbox.reply = None
-    time.sleep(1)
+    assert dispatch(app, later=timedelta(hours=2)) == 0
     assert inbox.messages == []
 
 
@@ -134,17 +172,18 @@ def test_tasks_get_ids_only(app, client, monkeypatch):
     """Nothing clinical or personal travels through the broker: only the request id."""
     sent = []
     celery = app.extensions["celery"]
-    for name in ("intake.send_acknowledgement", "intake.alert_staff"):
+    for name in ("intake.alert_staff", "notifications.send"):
         monkeypatch.setattr(
             celery.tasks[name],
             "apply_async",
             lambda args=None, _n=name, **kw: sent.append((_n, args)),
         )
     body = client.post(URL, json=example_values(rf_bowel="new")).get_json()
-    assert sorted(sent) == [
-        ("intake.alert_staff", (body["id"],)),
-        ("intake.send_acknowledgement", (body["id"],)),
-    ]
+    assert sent == [("intake.alert_staff", (body["id"],))]
+    sent.clear()
+    dispatch(app)
+    [row] = acknowledgements(app)
+    assert sent == [("notifications.send", (row.id,))]
 
 
 def test_broker_down_still_saves_the_request(app, client, monkeypatch, caplog):
@@ -152,7 +191,10 @@ def test_broker_down_still_saves_the_request(app, client, monkeypatch, caplog):
         raise ConnectionError("broker down")
 
     celery = app.extensions["celery"]
-    monkeypatch.setattr(celery.tasks["intake.send_acknowledgement"], "apply_async", refuse)
-    response = client.post(URL, json=example_values())
+    monkeypatch.setattr(celery.tasks["intake.alert_staff"], "apply_async", refuse)
+    response = client.post(URL, json=example_values(rf_night_pain="new"))
     assert response.status_code == 201
-    assert "could not enqueue intake.send_acknowledgement" in caplog.text
+    assert "could not enqueue intake.alert_staff" in caplog.text
+    # the acknowledgement is a row committed with the request: the outage loses nothing
+    [row] = acknowledgements(app)
+    assert row.status == "pending" and row.cause_id == response.get_json()["id"]

@@ -10,7 +10,7 @@ from clinic.email import build_message
 from clinic.intake.models import ConsultationRequest
 
 
-def acknowledgement(request: ConsultationRequest):
+def acknowledgement(request: ConsultationRequest, *, message_id: str | None = None):
     patient = request.patient
     tz = ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
     received = request.submitted_at.astimezone(tz)
@@ -21,6 +21,7 @@ def acknowledgement(request: ConsultationRequest):
         greeting_name=patient.preferred_name or patient.first_name,
         received=received.strftime("%A, %B %-d, %Y"),
         call_today=request.triage == "urgent",
+        message_id=message_id,
     )
 
 

@@ -14,6 +14,7 @@ from clinic.extensions import db
 from clinic.intake import services, tasks
 from clinic.intake.models import ConsultationRequest, IntakeDraft
 from clinic.intake.rules import Triage, current_rules
+from clinic.notifications import services as notifications
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +27,16 @@ class SubmitResult:
 
 def submit_values(values: Mapping[str, Any], *, source: str, client: dict) -> ConsultationRequest:
     """Validate, store and commit one intake, then enqueue its emails. Raises ValidationFailed."""
+    now = http.now()
     req = services.submit_request(
         values,
         source=source,
         rules=current_rules(),
-        now=http.now(),
+        now=now,
         tz=http.clinic_tz(),
         client=client,
     )
+    notifications.request_received(req, now=now)
     db.session.commit()
     after_commit(req.id, req.triage)
     return req
@@ -44,12 +47,13 @@ def submit_from_draft(draft: IntakeDraft, *, client: dict) -> SubmitResult:
     source = "proxy" if draft.answers.get("completed_by") not in (None, "self") else "patient"
     if draft.answers.get("completed_by") == "staff_on_behalf":
         source = "staff"
+    now = http.now()
     try:
         req = services.submit_request(
             draft.answers,
             source=source,
             rules=current_rules(),
-            now=http.now(),
+            now=now,
             tz=http.clinic_tz(),
             client=client,
             answered_at=draft.answered_at,
@@ -58,30 +62,21 @@ def submit_from_draft(draft: IntakeDraft, *, client: dict) -> SubmitResult:
     except ValidationFailed as exc:
         return SubmitResult(errors=exc.errors)
     already_alerted = existing is not None
+    notifications.request_received(req, now=now)
     db.session.delete(draft)
     db.session.commit()
-    after_commit(req.id, req.triage, acknowledge=True, alert=not already_alerted)
+    after_commit(req.id, req.triage, alert=not already_alerted)
     return SubmitResult(request=req)
 
 
-def after_commit(
-    request_id: int | None,
-    level: str,
-    *,
-    acknowledge: bool = True,
-    alert: bool = True,
-    alert_only: bool = False,
-) -> None:
-    """Enqueue the emails a committed request calls for; never raise into the response."""
-    if request_id is None:
+def after_commit(request_id: int | None, level: str, *, alert: bool = True) -> None:
+    """Alert staff at once about a committed red-flag request; never raise into the response.
+
+    (The patient's acknowledgement is a message row committed with the request.)
+    """
+    if request_id is None or not alert or level not in (Triage.EMERGENCY, Triage.URGENT):
         return
-    jobs = []
-    if alert and level in (Triage.EMERGENCY, Triage.URGENT):
-        jobs.append(tasks.alert_staff)
-    if acknowledge and not alert_only:
-        jobs.append(tasks.send_acknowledgement)
-    for job in jobs:
-        try:
-            enqueue(job, request_id)
-        except Exception as exc:  # the request is saved; staff still see it in the queue
-            logger.error("could not enqueue %s: %s", job.name, type(exc).__name__)
+    try:
+        enqueue(tasks.alert_staff, request_id)
+    except Exception as exc:  # the request is saved; staff still see it in the queue
+        logger.error("could not enqueue %s: %s", tasks.alert_staff.name, type(exc).__name__)

@@ -19,18 +19,6 @@ logger = logging.getLogger(__name__)
 DRAFT_MAX_IDLE = timedelta(hours=24)
 
 
-@shared_task(name="intake.send_acknowledgement", bind=True, acks_late=True)
-def send_acknowledgement(self, request_id: int) -> str:
-    """Email the patient that their request arrived (logistics only, nothing clinical)."""
-    request = db.session.get(ConsultationRequest, request_id)
-    if request is None or request.patient is None:
-        return "skipped"
-    patient = request.patient
-    if not (patient.email and patient.consent_email):
-        return "skipped"
-    return email.deliver(self, lambda: emails.acknowledgement(request))
-
-
 @shared_task(name="intake.alert_staff", bind=True, acks_late=True)
 def alert_staff(self, request_id: int) -> str:
     """Tell staff a red-flag intake is waiting, with no patient details in the message."""

@@ -102,7 +102,7 @@ def save(slug: str = SECTIONS[0].slug):
         draft.emergency_seen = draft.emergency_seen or level == Triage.EMERGENCY
         draft.urgent_seen = True
         db.session.commit()
-        after_commit(partial.id, level, alert_only=True)
+        after_commit(partial.id, level)
         return redirect(url_for(".emergency" if level == Triage.EMERGENCY else ".urgent"))
     if index + 1 < len(SECTIONS):
         db.session.commit()

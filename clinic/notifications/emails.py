@@ -11,6 +11,8 @@ from flask import current_app
 from clinic import http
 from clinic.email import build_message
 from clinic.extensions import db
+from clinic.intake import emails as intake_emails
+from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient
 from clinic.notifications import ics, links
 from clinic.notifications.models import Notification
@@ -62,6 +64,9 @@ def build(row: Notification, *, now: datetime) -> EmailMessage:
             link=config["BASE_URL"] + "/staff/tasks",
             emergency=True,
         )
+    if row.kind == "intake_acknowledgement":
+        request = db.session.get(ConsultationRequest, row.cause_id)
+        return intake_emails.acknowledgement(request, message_id=row.message_id)
     patient = row.patient or db.session.get(Patient, row.patient_id)
     context = {
         "greeting": greeting(patient),

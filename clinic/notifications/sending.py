@@ -90,8 +90,10 @@ def _not_wanted(row: Notification, now: datetime) -> tuple[str, str] | None:
         return Status.SKIPPED, "no patient"
     if row.cause_type == "appointment":
         verdict = _appointment_verdict(row, now)
-    else:
+    elif row.cause_type == "timepoint":
         verdict = _timepoint_verdict(row)
+    else:
+        verdict = None
     if verdict is not None:
         return verdict
     if row.routine and _paused(patient.id):

@@ -40,6 +40,7 @@ TEMPLATES = {
     "checkin_resend_2": "checkin_invitation",
     "checkin_no_response": "staff_task",
     "staff_alert": "staff_checkin_alert",
+    "intake_acknowledgement": "intake_acknowledgement",
 }
 
 
@@ -95,6 +96,31 @@ def send_at_once(row: Notification, now: datetime) -> Notification:
     db.session.flush()
     outbox.send_after_commit(row.id)
     return row
+
+
+def request_received(request, *, now: datetime) -> Notification | None:
+    """The intake's acknowledgement: a row in the intake's transaction, sent by the next
+    dispatcher pass, so a broker outage at that moment loses nothing."""
+    patient = request.patient
+    if patient is None or not (patient.email and patient.consent_email):
+        return None
+    exists = db.session.scalar(
+        select(Notification.id).where(
+            Notification.cause_type == "consultation_request",
+            Notification.cause_id == request.id,
+            Notification.kind == "intake_acknowledgement",
+        )
+    )
+    if exists:
+        return None
+    return create(
+        patient_id=patient.id,
+        kind="intake_acknowledgement",
+        cause_type="consultation_request",
+        cause_id=request.id,
+        due_at=now,
+        now=now,
+    )
 
 
 def _reminder_due(appointment: Appointment, hours_before: float) -> datetime:
