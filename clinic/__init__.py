@@ -62,6 +62,7 @@ def _register_converters(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from clinic import health
     from clinic.api import bp as api_bp
+    from clinic.followup.views import bp as followup_bp
     from clinic.intake.views import bp as intake_bp
     from clinic.notifications.views import bp as notifications_bp
     from clinic.scheduling.feeds import feeds_bp
@@ -74,6 +75,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(staff_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(feeds_bp)
+    app.register_blueprint(followup_bp)
     app.register_blueprint(notifications_bp)
 
 

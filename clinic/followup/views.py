@@ -1,0 +1,203 @@
+"""The patient's follow-up check-in, opened from the emailed link.
+
+The link's token names the timepoint only. The patient then types their date of birth; the
+signed session cookie remembers that (and the id of the check-in row) for a while, never an
+answer. Every change happens on a POST; each step redirects back to the one page.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask_wtf import FlaskForm
+
+from clinic import http
+from clinic.errors import DomainError, ValidationFailed
+from clinic.extensions import db, limiter
+from clinic.followup import checkin, questions
+from clinic.followup.models import CheckIn, Timepoint, TimepointStatus
+from clinic.intake.rules import Triage
+from clinic.notifications import links
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("followup", __name__)
+
+SESSION_KEY = "checkin"
+VERIFIED_FOR = timedelta(hours=2)
+
+
+class CheckInForm(FlaskForm):
+    """Carries the CSRF token; the answers are checked by questions.validate."""
+
+
+@bp.after_request
+def no_store(response):
+    if request.blueprint == bp.name:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _timepoint(token: str) -> Timepoint | None:
+    timepoint_id = links.read_checkin(token)
+    if timepoint_id is None or not http.sane_id(timepoint_id):
+        return None
+    return db.session.get(Timepoint, timepoint_id)
+
+
+def _state(timepoint: Timepoint) -> dict:
+    """This browser's progress through this check-in: ids, flags and a time, nothing else."""
+    state = session.get(SESSION_KEY)
+    if not isinstance(state, dict) or state.get("t") != timepoint.id:
+        return {}
+    return state
+
+
+def _verified(state: dict) -> bool:
+    at = state.get("at")
+    now = http.now().timestamp()
+    return isinstance(at, int | float) and 0 <= now - at < VERIFIED_FOR.total_seconds()
+
+
+def _screen_row(timepoint: Timepoint, state: dict) -> CheckIn | None:
+    row = db.session.get(CheckIn, state["c"]) if http.sane_id(state.get("c")) else None
+    return row if row is not None and row.timepoint_id == timepoint.id else None
+
+
+def _closed_page(timepoint: Timepoint | None):
+    """The page for a link that can't be used now, or None if the check-in is open."""
+    if timepoint is None:
+        return render_template("followup/expired.html"), 404
+    if timepoint.status == TimepointStatus.COMPLETED:
+        if _state(timepoint).get("done"):
+            return render_template("followup/done.html")
+        return render_template("followup/answered.html")
+    if not checkin.is_open(timepoint):
+        return render_template("followup/expired.html"), 410
+    if checkin.is_locked(timepoint):
+        return render_template("followup/locked.html"), 403
+    return None
+
+
+@bp.get("/checkin/<token>")
+def show(token: str):
+    timepoint = _timepoint(token)
+    closed = _closed_page(timepoint)
+    if closed is not None:
+        return closed
+    state = _state(timepoint)
+    if not _verified(state):
+        return _identity_page(token, {})
+    row = _screen_row(timepoint, state)
+    if row is not None and row.triage == Triage.EMERGENCY:
+        return render_template("followup/emergency.html")
+    if row is not None and row.triage == Triage.URGENT:
+        return render_template("followup/urgent.html")
+    if row is not None and row.id == getattr(checkin.pending_screen(timepoint), "id", None):
+        return _questions_page(token, timepoint, {}, {})
+    return _screen_page(token, timepoint, {}, {})
+
+
+@bp.post("/checkin/<token>/identity")
+@limiter.limit(http.public_post_limit)
+def identity(token: str):
+    timepoint = _timepoint(token)
+    closed = _closed_page(timepoint)
+    if closed is not None:
+        return closed
+    if not CheckInForm().validate_on_submit():
+        abort(400)
+    now = http.now()
+    try:
+        checkin.verify_identity(
+            timepoint, request.form.get("date_of_birth"), now=now, client=http.client_meta()
+        )
+    except checkin.CheckInLocked:
+        db.session.commit()  # the wrong tries are the lock: keep them
+        return render_template("followup/locked.html"), 403
+    except ValidationFailed as exc:
+        db.session.commit()
+        return _identity_page(token, exc.errors), 422
+    db.session.commit()
+    session[SESSION_KEY] = {"t": timepoint.id, "at": int(now.timestamp()), "c": None}
+    return redirect(url_for(".show", token=token))
+
+
+@bp.post("/checkin/<token>/screen")
+@limiter.limit(http.public_post_limit)
+def screen(token: str):
+    timepoint = _timepoint(token)
+    closed = _closed_page(timepoint)
+    if closed is not None:
+        return closed
+    state = _state(timepoint)
+    if not _verified(state):
+        return redirect(url_for(".show", token=token))
+    if not CheckInForm().validate_on_submit():
+        abort(400)
+    try:
+        row = checkin.submit_red_flags(
+            timepoint, request.form, now=http.now(), client=http.client_meta()
+        )
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return _screen_page(token, timepoint, request.form, exc.errors), 422
+    db.session.commit()
+    session[SESSION_KEY] = {**state, "c": row.id}
+    return redirect(url_for(".show", token=token))
+
+
+@bp.post("/checkin/<token>/answers")
+@limiter.limit(http.public_post_limit)
+def answers(token: str):
+    timepoint = _timepoint(token)
+    closed = _closed_page(timepoint)
+    if closed is not None:
+        return closed
+    state = _state(timepoint)
+    row = _screen_row(timepoint, state)
+    if not _verified(state) or row is None:
+        return redirect(url_for(".show", token=token))
+    if not CheckInForm().validate_on_submit():
+        abort(400)
+    try:
+        checkin.submit_checkin(timepoint, request.form, now=http.now(), client=http.client_meta())
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return _questions_page(token, timepoint, request.form, exc.errors), 422
+    except DomainError:  # the screen was not clear, or is gone: start from the page again
+        db.session.rollback()
+        return redirect(url_for(".show", token=token))
+    db.session.commit()
+    session[SESSION_KEY] = {**state, "done": True}
+    return redirect(url_for(".show", token=token))
+
+
+def _identity_page(token: str, errors):
+    return render_template("followup/identity.html", form=CheckInForm(), token=token, errors=errors)
+
+
+def _screen_page(token: str, timepoint: Timepoint, values, errors):
+    fields = questions.screen_fields(timepoint.wound_questions, checkin.outcomes())
+    return _step_page("followup/screen.html", token, fields, values, errors)
+
+
+def _questions_page(token: str, timepoint: Timepoint, values, errors):
+    pack = questions.current_odi_pack()
+    fields = questions.question_fields(timepoint.wound_questions, pack, checkin.outcomes())
+    return _step_page("followup/questions.html", token, fields, values, errors, pack=pack)
+
+
+def _step_page(template: str, token: str, fields, values, errors, **extra):
+    # re-shown answers are the strings just posted, so radios and boxes match their codes
+    shown = {f.id: values.get(f.id) for f in fields if isinstance(values.get(f.id), str)}
+    return render_template(
+        template,
+        form=CheckInForm(),
+        token=token,
+        fields=fields,
+        answers=shown,
+        errors=errors,
+        **extra,
+    )
