@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -155,16 +155,69 @@ def seed(*, password: str, now: datetime) -> str:
             client={"ip": "127.0.0.1", "user_agent": "seed-demo"},
         )
     booked = _seed_schedule(now, tz)
+    _seed_follow_up(now, tz)
     return (
         f"Seeded {len(LOCATIONS)} locations, {len(PROVIDER_HOURS)} providers, {booked} "
-        f"appointments, {len(STAFF)} staff users ({', '.join(e for e, _, _ in STAFF)}) "
-        f"and {len(PATIENTS)} consultation requests."
+        f"appointments, {len(STAFF)} staff users ({', '.join(e for e, _, _ in STAFF)}), "
+        f"{len(PATIENTS)} consultation requests and one procedure with its follow-up plan."
     )
+
+
+# (timepoint code, back pain, leg pain, walking minutes, standing minutes, global change)
+DEMO_CHECKINS = [
+    ("FU-D1", 4, 3, 10, 10, 5),
+    ("FU-D10", 3, 3, 20, 15, 6),
+    ("FU-W6", 3, 2, 35, 25, 6),
+]
+DEMO_PROCEDURE_DAYS_AGO = 45
+
+
+def _seed_follow_up(now: datetime, tz: ZoneInfo) -> None:
+    """A procedure six weeks ago with three answered check-ins, for the outcome chart."""
+    from sqlalchemy import select
+
+    from clinic.extensions import db
+    from clinic.followup import checkin, questions
+    from clinic.followup import services as followup
+    from clinic.intake.models import ConsultationRequest
+    from clinic.scheduling.models import Provider
+
+    request = db.session.scalars(
+        select(ConsultationRequest)
+        .where(ConsultationRequest.triage == "routine")
+        .order_by(ConsultationRequest.id.desc())
+    ).first()
+    provider = db.session.scalars(select(Provider).order_by(Provider.id)).first()
+    performed = now - timedelta(days=DEMO_PROCEDURE_DAYS_AGO)
+    procedure = followup.record_procedure(
+        request.patient,
+        provider,
+        performed.astimezone(tz).date(),
+        actor=None,
+        now=performed,
+    )
+    client = {"ip": "127.0.0.1", "user_agent": "seed-demo"}
+    by_code = {tp.code: tp for tp in procedure.timepoints}
+    for code, back, leg, walk, stand, change in DEMO_CHECKINS:
+        timepoint = by_code[code]
+        answered = datetime.combine(timepoint.due_on, time(11), tz)
+        fields = questions.screen_fields(timepoint.wound_questions, checkin.outcomes())
+        screen = {field.id: "no" for field in fields}
+        checkin.submit_red_flags(timepoint, screen, now=answered, client=client)
+        answers = {
+            "nprs_back": str(back),
+            "nprs_leg": str(leg),
+            "walk_minutes": str(walk),
+            "stand_minutes": str(stand),
+            "global_change": str(change),
+        }
+        if timepoint.wound_questions:
+            answers["wound_clean_dry"] = "yes"
+        checkin.submit_checkin(timepoint, answers, now=answered, client=client)
 
 
 def _seed_schedule(now: datetime, tz: ZoneInfo) -> int:
     """Locations, providers with weekday hours, the default types, a few booked visits."""
-    from datetime import time
 
     from sqlalchemy import select
 
