@@ -319,4 +319,11 @@ def audit_log():
 
 
 # Feature modules whose routes hang on this blueprint.
-from clinic.staff import calendar, providers, schedule_settings, waitlist  # noqa: E402, F401
+from clinic.staff import (  # noqa: E402, F401
+    calendar,
+    followup,
+    messages,
+    providers,
+    schedule_settings,
+    waitlist,
+)

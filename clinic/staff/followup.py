@@ -1,0 +1,329 @@
+"""Post-procedure follow-up in the back office: record a procedure (which plans its check-ins),
+a patient's follow-up page with the outcome chart, and the task list with red-flag pauses.
+
+Routes on the staff blueprint. The chart is inline SVG built by ``charts`` (no script, no
+third-party asset) with a table of the same figures. Flash messages and URLs carry no names.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload, selectinload
+from wtforms import SelectField, StringField
+from wtforms.validators import Length, StopValidation, ValidationError
+from wtforms.widgets import DateInput
+
+from clinic import audit, http
+from clinic.errors import ValidationFailed
+from clinic.extensions import db
+from clinic.followup import checkin, services
+from clinic.followup.models import AutomationPause, CheckIn, Procedure, StaffTask
+from clinic.intake.models import ConsultationRequest
+from clinic.models import Patient
+from clinic.scheduling.models import Provider
+from clinic.staff import charts
+from clinic.staff.messages import safe_back
+from clinic.staff.roles import require
+from clinic.staff.views import bp
+
+DAY_FORMATS = ("%Y-%m-%d", "%m/%d/%Y")
+PATIENT_CHOICES = 100
+
+
+def _id_or_none(value) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if http.sane_id(value) else None
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 10:
+        number = int(value.strip())
+        return number if http.sane_id(number) else None
+    return None
+
+
+class DayField(StringField):
+    """A date typed as YYYY-MM-DD (the date picker) or MM/DD/YYYY; ``data`` is None if neither."""
+
+    widget = DateInput()
+
+    def process_formdata(self, valuelist):
+        self.raw_text = (valuelist[0] if valuelist else "").strip()[:40]
+        self.data = None
+        for fmt in DAY_FORMATS:
+            try:
+                self.data = datetime.strptime(self.raw_text, fmt).date()
+                break
+            except ValueError:
+                continue
+
+    def _value(self) -> str:
+        return getattr(self, "raw_text", "") or (self.data.isoformat() if self.data else "")
+
+
+def _valid_day(form, field) -> None:
+    if not field.raw_data or not field.raw_data[0].strip():
+        raise StopValidation("Give the date of service.")
+    if field.data is None or not http.sane_moment(field.data):
+        raise StopValidation("Give the date of service as YYYY-MM-DD, e.g. 2026-11-20.")
+
+
+class ProcedureForm(FlaskForm):
+    patient_id = SelectField("Patient", coerce=_id_or_none, validate_choice=False)
+    performed_on = DayField("Date of service", validators=[_valid_day])
+    provider_id = SelectField("Performed by", coerce=_id_or_none, validate_choice=False)
+
+    def validate_patient_id(self, field):
+        if field.data is None:
+            raise ValidationError("Choose a patient.")
+
+    def validate_provider_id(self, field):
+        if field.data is None:
+            raise ValidationError("Choose the provider who performed it.")
+
+
+class NoteForm(FlaskForm):
+    note = StringField(
+        "Note (optional)", validators=[Length(max=1000, message="Use at most 1000 characters.")]
+    )
+
+
+def _search_terms() -> list[str]:
+    raw = request.args.get("q", "").replace("\x00", "")[:100]
+    return [t for t in raw.replace(",", " ").split() if t][:4]
+
+
+def _patient_choices(terms: list[str], chosen: int | None) -> list[tuple]:
+    """Patients matching every search term (else the most recent), and the one chosen."""
+    query = select(Patient)
+    for term in terms:
+        like = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                Patient.last_name.ilike(like, escape="\\"),
+                Patient.first_name.ilike(like, escape="\\"),
+            )
+        )
+    if not terms:
+        query = query.order_by(Patient.created_at.desc(), Patient.id.desc())
+    patients = list(db.session.scalars(query.limit(PATIENT_CHOICES)))
+    if chosen and chosen not in {p.id for p in patients}:
+        patients += [p for p in [db.session.get(Patient, chosen)] if p is not None]
+    patients.sort(key=lambda p: (p.last_name.lower(), p.first_name.lower(), p.id))
+    return [("", "Choose a patient")] + [
+        (p.id, f"{p.last_name}, {p.first_name} (born {p.date_of_birth:%m/%d/%Y})") for p in patients
+    ]
+
+
+def _procedure_form() -> ProcedureForm:
+    form = ProcedureForm()
+    chosen = form.patient_id.data or _id_or_none(request.args.get("patient_id", ""))
+    if request.method == "GET" and chosen:
+        form.patient_id.data = chosen
+    form.patient_id.choices = _patient_choices(_search_terms(), chosen)
+    providers = db.session.scalars(
+        select(Provider).where(Provider.active.is_(True)).order_by(Provider.name)
+    )
+    form.provider_id.choices = [("", "Choose a provider")] + [(p.id, p.name) for p in providers]
+    return form
+
+
+@bp.route("/procedures/new", methods=["GET", "POST"])
+@login_required
+@require("followup.record")
+def record_procedure():
+    form = _procedure_form()
+    if form.validate_on_submit():
+        try:
+            procedure = services.record_procedure(
+                db.session.get(Patient, form.patient_id.data),
+                db.session.get(Provider, form.provider_id.data),
+                form.performed_on.data,
+                actor=current_user,
+                now=http.now(),
+                client=http.client_meta(),
+            )
+        except ValidationFailed as exc:
+            db.session.rollback()
+            for name, messages in exc.errors.items():
+                getattr(form, name, form.performed_on).errors = list(messages)
+        else:
+            db.session.commit()
+            flash(f"Procedure recorded: {len(procedure.timepoints)} follow-up points.", "success")
+            return redirect(url_for(".patient_followup", patient_id=procedure.patient_id))
+    code = 422 if form.errors else 200
+    terms = " ".join(_search_terms())
+    return render_template("staff/procedure_new.html", form=form, q=terms), code
+
+
+def _baseline(patient_id: int) -> tuple[dict, date | None]:
+    """The baseline the check-ins were scored against (the latest complete intake), and its day."""
+    req = db.session.scalars(
+        select(ConsultationRequest)
+        .where(ConsultationRequest.patient_id == patient_id, ConsultationRequest.complete)
+        .order_by(ConsultationRequest.submitted_at.desc(), ConsultationRequest.id.desc())
+        .limit(1)
+    ).first()
+    if req is None:
+        return {}, None
+    return checkin.baseline_for(patient_id), req.submitted_at.astimezone(http.clinic_tz()).date()
+
+
+def _outcomes(patient: Patient) -> dict:
+    tz = http.clinic_tz()
+    procedures = list(
+        db.session.scalars(
+            select(Procedure)
+            .options(selectinload(Procedure.timepoints), joinedload(Procedure.provider))
+            .where(Procedure.patient_id == patient.id)
+            .order_by(Procedure.performed_on.desc(), Procedure.id.desc())
+        )
+    )
+    checkins = list(
+        db.session.scalars(
+            select(CheckIn)
+            .options(joinedload(CheckIn.timepoint))
+            .where(CheckIn.patient_id == patient.id)
+            .order_by(CheckIn.submitted_at, CheckIn.id)
+        )
+    )
+    done = [p.performed_on for p in procedures if p.status == "active"]
+    baseline, baseline_day = _baseline(patient.id)
+    observations = [
+        charts.Observation(
+            c.submitted_at.astimezone(tz).date(),
+            c.scores or {},
+            c.timepoint.label if c.timepoint else "Check-in",
+        )
+        for c in checkins
+        if c.scores
+    ]
+    today = http.now().astimezone(tz).date()
+    return {
+        "procedures": procedures,
+        "checkins": checkins,
+        "baseline": baseline,
+        "baseline_day": baseline_day,
+        "observations": observations,
+        "panels": charts.outcome_panels(baseline, baseline_day, observations, done, today=today),
+    }
+
+
+@bp.get("/patients/<int:patient_id>/follow-up")
+@login_required
+@require("followup.outcomes")
+def patient_followup(patient_id: int):
+    patient = db.session.get(Patient, patient_id) or abort(404)
+    data = _outcomes(patient)
+    audit.record(
+        "view",
+        actor=current_user,
+        patient_id=patient.id,
+        resource_type="followup",
+        resource_id=patient.id,
+        reason="follow-up and outcomes",
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
+    return render_template(
+        "staff/followup.html",
+        patient=patient,
+        pause=services.open_pause(patient.id),
+        note_form=NoteForm(formdata=None),
+        delta=charts.delta,
+        **data,
+    )
+
+
+def _render_tasks(failed: NoteForm | None = None, failed_key: tuple | None = None, code=200):
+    tasks = db.session.scalars(
+        select(StaffTask)
+        .options(joinedload(StaffTask.patient))
+        .where(StaffTask.done_at.is_(None))
+        .order_by(StaffTask.due_at, StaffTask.id)
+        .limit(300)
+    ).all()
+    pauses = db.session.scalars(
+        select(AutomationPause)
+        .options(joinedload(AutomationPause.patient))
+        .where(AutomationPause.acknowledged_at.is_(None))
+        .order_by(AutomationPause.created_at, AutomationPause.id)
+    ).all()
+    audit.record(
+        "search",
+        actor=current_user,
+        resource_type="staff_task",
+        reason="task list",
+        client=http.client_meta(),
+        now=http.now(),
+    )
+    db.session.commit()
+    return render_template(
+        "staff/tasks.html",
+        tasks=tasks,
+        pauses=pauses,
+        blank=NoteForm(formdata=None),
+        failed=failed,
+        failed_key=failed_key,
+        now=http.now(),
+    ), code
+
+
+@bp.get("/tasks")
+@login_required
+@require("tasks.view")
+def tasks():
+    return _render_tasks()
+
+
+@bp.post("/tasks/<int:task_id>/done")
+@login_required
+@require("tasks.view")
+def task_done(task_id: int):
+    task = db.session.get(StaffTask, task_id, with_for_update=True) or abort(404)
+    form = NoteForm()
+    if not form.validate_on_submit():
+        db.session.rollback()
+        return _render_tasks(form, ("task", task_id), 422)
+    if task.done_at is not None:
+        db.session.rollback()
+        flash("That task was already done.", "error")
+        return redirect(url_for(".tasks"))
+    now = http.now()
+    services.complete_task(task, actor=current_user, now=now, note=form.note.data or "")
+    audit.record_about(
+        "update", task, actor=current_user, changed_fields=["done_at"],
+        reason=f"task done ({task.kind})", client=http.client_meta(), now=now,
+    )  # fmt: skip
+    db.session.commit()
+    flash("Task done.", "success")
+    return redirect(url_for(".tasks"))
+
+
+@bp.post("/pauses/<int:pause_id>/acknowledge")
+@login_required
+@require("followup.ack_pause")
+def acknowledge_pause(pause_id: int):
+    pause = db.session.get(AutomationPause, pause_id, with_for_update=True) or abort(404)
+    back = safe_back(request.form.get("next"), url_for(".tasks"))
+    form = NoteForm()
+    if not form.validate_on_submit():
+        db.session.rollback()
+        return _render_tasks(form, ("pause", pause_id), 422)
+    if pause.acknowledged_at is not None:
+        db.session.rollback()
+        flash("That red flag was already acknowledged; messages had resumed.", "error")
+        return redirect(back)
+    services.acknowledge_pause(
+        pause,
+        actor=current_user,
+        now=http.now(),
+        note=form.note.data or "",
+        client=http.client_meta(),
+    )
+    db.session.commit()
+    flash("Red flag acknowledged: routine messages to this patient resume.", "success")
+    return redirect(back)
