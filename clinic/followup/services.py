@@ -163,10 +163,22 @@ def add_task(
     return task
 
 
-def complete_task(task: StaffTask, *, actor: StaffUser, now: datetime, note: str = "") -> None:
+def complete_task(
+    task: StaffTask, *, actor: StaffUser, now: datetime, note: str = "", client=None
+) -> None:
+    """Mark a task done, with who did it and their note."""
     if task.done_at is None:
         task.done_at, task.done_by_id = now, actor.id
         task.note = note.strip()[:1000] or None
+        audit.record_about(
+            "update",
+            task,
+            actor=actor,
+            changed_fields=["done_at"],
+            reason=f"task done ({task.kind})",
+            client=client,
+            now=now,
+        )
 
 
 def pause_automation(patient_id: int, *, checkin_id: int | None, now: datetime) -> AutomationPause:

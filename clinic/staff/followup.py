@@ -15,19 +15,19 @@ from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import SelectField, StringField
-from wtforms.validators import Length, StopValidation, ValidationError
+from wtforms.validators import StopValidation, ValidationError
 from wtforms.widgets import DateInput
 
 from clinic import audit, http
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
 from clinic.followup import checkin, services
-from clinic.followup.models import AutomationPause, CheckIn, Procedure, StaffTask
+from clinic.followup.models import CheckIn, Procedure
 from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient
 from clinic.scheduling.models import Provider
 from clinic.staff import charts
-from clinic.staff.messages import safe_back
+from clinic.staff.forms import NoteForm
 from clinic.staff.roles import require
 from clinic.staff.views import bp
 
@@ -82,12 +82,6 @@ class ProcedureForm(FlaskForm):
     def validate_provider_id(self, field):
         if field.data is None:
             raise ValidationError("Choose the provider who performed it.")
-
-
-class NoteForm(FlaskForm):
-    note = StringField(
-        "Note (optional)", validators=[Length(max=1000, message="Use at most 1000 characters.")]
-    )
 
 
 def _search_terms() -> list[str]:
@@ -236,94 +230,3 @@ def patient_followup(patient_id: int):
         delta=charts.delta,
         **data,
     )
-
-
-def _render_tasks(failed: NoteForm | None = None, failed_key: tuple | None = None, code=200):
-    tasks = db.session.scalars(
-        select(StaffTask)
-        .options(joinedload(StaffTask.patient))
-        .where(StaffTask.done_at.is_(None))
-        .order_by(StaffTask.due_at, StaffTask.id)
-        .limit(300)
-    ).all()
-    pauses = db.session.scalars(
-        select(AutomationPause)
-        .options(joinedload(AutomationPause.patient))
-        .where(AutomationPause.acknowledged_at.is_(None))
-        .order_by(AutomationPause.created_at, AutomationPause.id)
-    ).all()
-    audit.record(
-        "search",
-        actor=current_user,
-        resource_type="staff_task",
-        reason="task list",
-        client=http.client_meta(),
-        now=http.now(),
-    )
-    db.session.commit()
-    return render_template(
-        "staff/tasks.html",
-        tasks=tasks,
-        pauses=pauses,
-        blank=NoteForm(formdata=None),
-        failed=failed,
-        failed_key=failed_key,
-        now=http.now(),
-    ), code
-
-
-@bp.get("/tasks")
-@login_required
-@require("tasks.view")
-def tasks():
-    return _render_tasks()
-
-
-@bp.post("/tasks/<int:task_id>/done")
-@login_required
-@require("tasks.view")
-def task_done(task_id: int):
-    task = db.session.get(StaffTask, task_id, with_for_update=True) or abort(404)
-    form = NoteForm()
-    if not form.validate_on_submit():
-        db.session.rollback()
-        return _render_tasks(form, ("task", task_id), 422)
-    if task.done_at is not None:
-        db.session.rollback()
-        flash("That task was already done.", "error")
-        return redirect(url_for(".tasks"))
-    now = http.now()
-    services.complete_task(task, actor=current_user, now=now, note=form.note.data or "")
-    audit.record_about(
-        "update", task, actor=current_user, changed_fields=["done_at"],
-        reason=f"task done ({task.kind})", client=http.client_meta(), now=now,
-    )  # fmt: skip
-    db.session.commit()
-    flash("Task done.", "success")
-    return redirect(url_for(".tasks"))
-
-
-@bp.post("/pauses/<int:pause_id>/acknowledge")
-@login_required
-@require("followup.ack_pause")
-def acknowledge_pause(pause_id: int):
-    pause = db.session.get(AutomationPause, pause_id, with_for_update=True) or abort(404)
-    back = safe_back(request.form.get("next"), url_for(".tasks"))
-    form = NoteForm()
-    if not form.validate_on_submit():
-        db.session.rollback()
-        return _render_tasks(form, ("pause", pause_id), 422)
-    if pause.acknowledged_at is not None:
-        db.session.rollback()
-        flash("That red flag was already acknowledged; messages had resumed.", "error")
-        return redirect(back)
-    services.acknowledge_pause(
-        pause,
-        actor=current_user,
-        now=http.now(),
-        note=form.note.data or "",
-        client=http.client_meta(),
-    )
-    db.session.commit()
-    flash("Red flag acknowledged: routine messages to this patient resume.", "success")
-    return redirect(back)

@@ -38,3 +38,9 @@ class NewUserForm(FlaskForm):
 class EditUserForm(FlaskForm):
     role = SelectField("Role", choices=[(r.value, ROLE_LABELS[r]) for r in Role])
     active = BooleanField("Account active")
+
+
+class NoteForm(FlaskForm):
+    note = StringField(
+        "Note (optional)", validators=[Length(max=1000, message="Use at most 1000 characters.")]
+    )

@@ -325,5 +325,6 @@ from clinic.staff import (  # noqa: E402, F401
     messages,
     providers,
     schedule_settings,
+    tasks,
     waitlist,
 )
