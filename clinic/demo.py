@@ -189,6 +189,9 @@ def _seed_follow_up(now: datetime, tz: ZoneInfo) -> None:
     ).first()
     provider = db.session.scalars(select(Provider).order_by(Provider.id)).first()
     performed = now - timedelta(days=DEMO_PROCEDURE_DAYS_AGO)
+    # Their intake and consultation came before the procedure: the chart's baseline.
+    request.submitted_at = performed - timedelta(days=30)
+    request.status = "booked"
     procedure = followup.record_procedure(
         request.patient,
         provider,

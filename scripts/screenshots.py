@@ -66,8 +66,28 @@ def build_app():
         upgrade(directory=str(ROOT / "migrations"))
         print(demo.seed(password=PASSWORD, now=NOW))
         db.session.commit()
+        app.config["DEMO_FOLLOW_UP"] = _follow_up_links()
         db.session.remove()
     return app
+
+
+def _follow_up_links() -> dict:
+    """The demo procedure's patient and a check-in link for its next timepoint."""
+    from sqlalchemy import select
+
+    from clinic.extensions import db
+    from clinic.followup.models import Timepoint
+    from clinic.tokens import make_token
+
+    timepoint = db.session.scalars(
+        select(Timepoint).where(Timepoint.status == "scheduled").order_by(Timepoint.due_on)
+    ).first()
+    return {
+        "follow_up": f"/staff/patients/{timepoint.patient_id}/follow-up",
+        "messages": f"/staff/patients/{timepoint.patient_id}/messages",
+        "checkin": "/checkin/" + make_token("checkin", {"t": timepoint.id}),
+        "date_of_birth": timepoint.patient.date_of_birth.strftime("%m/%d/%Y"),
+    }
 
 
 # -- driving the pages --------------------------------------------------------------------------
@@ -103,7 +123,7 @@ def log_in(page, email: str) -> None:
     page.get_by_role("button", name="Log out").wait_for()
 
 
-def take_screenshots(browser, base_url: str, out: Path) -> list[Path]:
+def take_screenshots(browser, base_url: str, out: Path, links: dict) -> list[Path]:
     saved: list[Path] = []
 
     def new_page(viewport):
@@ -162,6 +182,22 @@ def take_screenshots(browser, base_url: str, out: Path) -> list[Path]:
     page.get_by_role("heading", name="Candidacy signals").wait_for()
     request_path = page.url.removeprefix(base_url)
     shot(page, "05-request-nurse")
+    # After a procedure: the outcome chart, the patient's messages, the overall message log.
+    page.goto(links["follow_up"])
+    shot(page, "10-follow-up-chart")
+    page.goto(links["messages"])
+    shot(page, "11-patient-messages")
+    page.goto("/staff/tasks")
+    shot(page, "12-staff-tasks")
+    page.context.close()
+
+    # The patient's check-in on a phone: date of birth, then the safety questions first.
+    page = new_page(MOBILE)
+    page.goto(links["checkin"])
+    page.get_by_label("Your date of birth").fill(links["date_of_birth"])
+    page.get_by_role("button").first.click()
+    page.wait_for_load_state()
+    shot(page, "13-checkin-safety-mobile")
     page.context.close()
 
     # The same request as the front desk: contact details, no clinical answers; then the
@@ -207,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
-                    saved = take_screenshots(browser, f"http://127.0.0.1:{server.port}", out)
+                    saved = take_screenshots(
+                        browser,
+                        f"http://127.0.0.1:{server.port}",
+                        out,
+                        app.config["DEMO_FOLLOW_UP"],
+                    )
                 finally:
                     browser.close()
         finally:

@@ -223,7 +223,7 @@ def build_panel(
                 colour,
                 dash,
                 shape,
-                tuple(points),
+                tuple(sorted(points, key=lambda p: p.day)),  # a line runs forward in time
                 base,
                 y_of(base) if base is not None else None,
             )

@@ -1,0 +1,286 @@
+"""Issue lines 3 and 7: the send task in-process against a real SMTP server (aiosmtpd): one
+recipient per message, one reused connection, retries with bounded jittered backoff on 4xx,
+failure on 5xx, suppression on 5.1.x, consent and confidential-communication choices honoured,
+a working unsubscribe link, and staff resend."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from clinic import email
+from clinic.extensions import db
+from clinic.followup.models import StaffTask
+from clinic.models import Patient
+from clinic.notifications import dispatcher, emails, sending
+from clinic.notifications.models import Notification, Status, Suppression
+from tests.conftest import FIXED_NOW, STAFF_PASSWORD
+from tests.notifications.conftest import book, by_kind, rows_for
+
+START = "2026-11-30T10:00:00-05:00"
+
+
+@pytest.fixture(autouse=True)
+def fresh_connection():
+    email.close_connection()
+    yield
+    email.close_connection()
+
+
+def arrived(inbox, row):
+    return [m for m in inbox.messages if m["Message-ID"] == row.message_id]
+
+
+def booked(napp, clinic, headers, *, patient=0, start=START):
+    appt = book(napp.test_client(), headers["front_desk"], clinic, start=start, patient=patient)
+    return appt, by_kind(rows_for("appointment", appt["id"]))
+
+
+def claim(row, now=FIXED_NOW):
+    row.status, row.claimed_at = Status.SENDING, now
+    db.session.commit()
+    return row.id
+
+
+def test_a_confirmation_goes_to_its_one_recipient_with_its_message_id(
+    nctx, napp, clinic, headers, smtp_log
+):
+    _, rows = booked(napp, clinic, headers)
+    row = rows["confirmation"][0]
+    assert sending.deliver(row.id, now=FIXED_NOW) == "sent"
+    db.session.refresh(row)
+    assert (row.status, row.attempts, row.sent_at, row.last_error) == ("sent", 1, FIXED_NOW, None)
+    (msg,) = arrived(smtp_log, row)
+    assert msg["To"] == "pat0@example.com"
+    assert smtp_log.calls[-1][2] == ["pat0@example.com"]  # one envelope recipient
+    assert msg.get_body(("plain",)) is not None and msg.get_body(("html",)) is not None
+    # A second copy of the task finds the row sent and sends nothing.
+    assert sending.deliver(row.id, now=FIXED_NOW) == "not-claimed"
+    assert len(arrived(smtp_log, row)) == 1
+
+
+def test_one_smtp_connection_serves_many_messages(nctx, napp, clinic, headers, smtp_log):
+    _, first = booked(napp, clinic, headers, patient=0)
+    _, second = booked(napp, clinic, headers, patient=1, start="2026-11-30T11:00:00-05:00")
+    sending.deliver(first["confirmation"][0].id, now=FIXED_NOW)
+    conn = email._local.conn
+    sending.deliver(second["confirmation"][0].id, now=FIXED_NOW)
+    assert email._local.conn is conn
+    peers = [call[0] for call in smtp_log.calls[-2:]]
+    assert peers[0] == peers[1]  # the same client socket on the server's side
+    assert [call[2] for call in smtp_log.calls[-2:]] == [["pat0@example.com"], ["pat1@example.com"]]
+
+
+def test_4xx_retries_with_bounded_jittered_backoff_then_fails(nctx, napp, clinic, headers, inbox):
+    _, rows = booked(napp, clinic, headers)
+    row = rows["confirmation"][0]
+    inbox.reply = "451 4.3.0 try again later"
+    base = nctx.config["EMAIL_RETRY_BASE_SECONDS"]
+    limit = nctx.config["NOTIFY_MAX_ATTEMPTS"]
+    now = FIXED_NOW
+    delays = []
+    for attempt in range(1, limit):
+        assert sending.deliver(row.id, now=now) == "retry"
+        db.session.refresh(row)
+        assert (row.status, row.attempts, row.claimed_at) == ("pending", attempt, None)
+        assert row.last_error == "deferred (451)"
+        delay = (row.due_at - now).total_seconds()
+        nominal = min(3600.0, base * 2 ** (attempt - 1))
+        assert nominal * 0.8 <= delay <= nominal * 1.2
+        delays.append(delay)
+        # Not due before its time: the dispatcher leaves it alone until then.
+        assert row.id not in dispatcher.claim(now)
+        db.session.commit()
+        now = row.due_at
+        assert dispatcher.claim(now) == [row.id]
+        db.session.commit()
+    assert delays == sorted(delays) and max(delays) <= 3600 * 1.2
+    assert sending.deliver(row.id, now=now) == "failed"
+    db.session.refresh(row)
+    assert row.status == "failed" and row.attempts == limit
+    assert row.last_error.startswith(f"gave up after {limit} attempts")
+    assert arrived(inbox, row) == []
+
+
+def test_jitter_spreads_retries(nctx, napp, clinic, headers, inbox):
+    inbox.reply = "421 4.7.0 busy"
+    dues = set()
+    for i in range(4):
+        _, rows = booked(
+            napp,
+            clinic,
+            headers,
+            patient=i,
+            start=f"2026-11-30T{(9, 10, 11, 13)[i]:02d}:00:00-05:00",
+        )
+        row = rows["confirmation"][0]
+        assert sending.deliver(row.id, now=FIXED_NOW) == "retry"
+        db.session.refresh(row)
+        dues.add(row.due_at)
+    assert len(dues) == 4
+
+
+def test_5xx_fails_with_its_reason_and_no_suppression(nctx, napp, clinic, headers, inbox):
+    _, rows = booked(napp, clinic, headers)
+    row = rows["confirmation"][0]
+    inbox.reply = "554 5.7.1 message refused"
+    assert sending.deliver(row.id, now=FIXED_NOW) == "failed"
+    db.session.refresh(row)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert row.last_error == "refused (554) 5.7.1"
+    assert "example.com" not in row.last_error
+    assert db.session.scalars(select(Suppression)).all() == []
+
+
+def test_5_1_1_suppresses_the_address(nctx, napp, clinic, headers, inbox):
+    _, rows = booked(napp, clinic, headers)
+    row = rows["confirmation"][0]
+    inbox.reply = "550 5.1.1 mailbox unknown"
+    assert sending.deliver(row.id, now=FIXED_NOW) == "failed"
+    db.session.refresh(row)
+    assert row.last_error == "refused (550) 5.1.1"
+    (suppression,) = db.session.scalars(select(Suppression)).all()
+    assert (suppression.address, suppression.reason) == ("pat0@example.com", "bounced")
+    inbox.reply = None
+    # Later messages to that address, essential or not, are skipped.
+    _, second = booked(napp, clinic, headers, start="2026-12-01T10:00:00-05:00")
+    later = second["confirmation"][0]
+    assert sending.deliver(later.id, now=FIXED_NOW) == "skipped"
+    db.session.refresh(later)
+    assert later.last_error == "address bounced"
+    assert arrived(inbox, later) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"consent_email": False}, "no email consent"),
+        ({"email": None}, "no email address"),
+        ({"confidential_comms_request": "Call my work phone only"}, None),
+    ],
+)
+def test_consent_and_confidential_communication_are_honoured(
+    nctx, napp, clinic, headers, inbox, change, reason
+):
+    _, rows = booked(napp, clinic, headers)
+    patient = db.session.get(Patient, clinic["patients"][0])
+    for key, value in change.items():
+        setattr(patient, key, value)
+    db.session.commit()
+    row = rows["confirmation"][0]
+    assert sending.deliver(row.id, now=FIXED_NOW) == "skipped"
+    db.session.refresh(row)
+    assert arrived(inbox, row) == []
+    if reason:
+        assert row.last_error == reason
+    else:
+        assert row.last_error == "confidential-communication request"
+        (task,) = db.session.scalars(select(StaffTask)).all()
+        assert task.kind == "confidential_contact" and task.patient_id == patient.id
+        assert "work phone" not in task.title
+
+
+def test_nothing_goes_out_for_a_cancelled_appointment(nctx, napp, clinic, headers, inbox):
+    appt, rows = booked(napp, clinic, headers)
+    reminder = rows["reminder_72h"][0]
+    due = reminder.due_at
+    assert dispatcher.claim(due) == [reminder.id]  # the dispatcher got there first
+    db.session.commit()
+    response = napp.test_client().post(
+        f"/api/v1/appointments/{appt['id']}/cancel",
+        json={"reason": "called"},
+        headers=headers["front_desk"],
+    )
+    assert response.status_code == 200
+    assert sending.deliver(reminder.id, now=due) == "not-claimed"
+    db.session.refresh(reminder)
+    assert reminder.status == "cancelled"
+    # Even a row claimed behind the service's back finds the appointment cancelled.
+    claim(reminder, due)
+    assert sending.deliver(reminder.id, now=due) == "cancelled"
+    assert arrived(inbox, reminder) == []
+
+
+def test_unsubscribe_link_get_shows_post_acts(nctx, napp, clinic, headers, inbox):
+    _, rows = booked(napp, clinic, headers)
+    reminder = rows["reminder_72h"][0]
+    msg = emails.build(reminder, now=FIXED_NOW)
+    url = msg["List-Unsubscribe"].strip("<>")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert url in msg.get_body(("plain",)).get_content()
+    path = url.removeprefix(nctx.config["BASE_URL"])
+    client = napp.test_client()
+    page = client.get(path)
+    assert page.status_code == 200
+    assert db.session.scalars(select(Suppression)).all() == []  # a GET changes nothing
+    assert client.get(path[:-3] + "xyz").status_code == 404  # a forged token
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    db.session.expire_all()
+    (suppression,) = db.session.scalars(select(Suppression)).all()
+    assert suppression.reason == "unsubscribed"
+    # Routine messages stop; essential ones (and their messages carry no link) still go.
+    claim(reminder, reminder.due_at)
+    assert sending.deliver(reminder.id, now=reminder.due_at) == "skipped"
+    confirmation = rows["confirmation"][0]
+    assert "List-Unsubscribe" not in emails.build(confirmation, now=FIXED_NOW)
+    assert sending.deliver(confirmation.id, now=FIXED_NOW) == "sent"
+
+
+def test_staff_see_failures_and_resend_with_the_same_message_id(
+    nctx, napp, clinic, headers, inbox, make_staff
+):
+    _, rows = booked(napp, clinic, headers)
+    row = rows["confirmation"][0]
+    inbox.reply = "554 5.7.1 refused"
+    sending.deliver(row.id, now=FIXED_NOW)
+    inbox.reply = None
+    make_staff("front_desk", "desk@clinic.test")
+    client = napp.test_client()
+    login = client.post(
+        "/staff/login", data={"email": "desk@clinic.test", "password": STAFF_PASSWORD}
+    )
+    assert login.status_code == 302
+    page = client.get("/staff/messages?status=failed")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "refused (554) 5.7.1" in html
+    assert f"/staff/messages/{row.id}/resend" in html
+    response = client.post(f"/staff/messages/{row.id}/resend", data={})
+    assert response.status_code == 302
+    db.session.expire_all()
+    row = db.session.get(Notification, row.id)
+    assert (row.status, row.attempts) == ("sending", 0)
+    assert sending.deliver(row.id, now=FIXED_NOW) == "sent"
+    (msg,) = arrived(inbox, row)
+    assert msg["Message-ID"] == row.message_id
+
+
+def test_a_follow_up_non_responder_becomes_a_staff_task(napp, nctx, clinic, headers, inbox):
+    response = napp.test_client().post(
+        "/api/v1/procedures",
+        json={
+            "patient_id": clinic["patients"][2],
+            "performed_on": "2026-11-24",
+            "provider_id": clinic["providers"][0],
+        },
+        headers=headers["nurse"],
+    )
+    assert response.status_code == 201
+    rows = db.session.scalars(
+        select(Notification)
+        .where(Notification.patient_id == clinic["patients"][2])
+        .order_by(Notification.due_at)
+    ).all()
+    task_row = next(r for r in rows if r.kind == "checkin_no_response")  # day 1's
+    invite = next(r for r in rows if r.kind == "checkin" and r.cause_id == task_row.cause_id)
+    claim(invite, invite.due_at)
+    assert sending.deliver(invite.id, now=invite.due_at) == "sent"
+    (msg,) = arrived(inbox, invite)
+    assert "/checkin/" in msg.get_body(("plain",)).get_content()
+    claim(task_row, task_row.due_at)
+    assert sending.deliver(task_row.id, now=task_row.due_at) == "task"
+    (task,) = db.session.scalars(
+        select(StaffTask).where(StaffTask.kind == "followup_no_response")
+    ).all()
+    assert task.patient_id == clinic["patients"][2]
+    assert len(arrived(inbox, task_row)) == 0
