@@ -66,6 +66,9 @@ def build_app():
         upgrade(directory=str(ROOT / "migrations"))
         print(demo.seed(password=PASSWORD, now=NOW))
         db.session.commit()
+        from clinic.notifications import dispatcher
+
+        dispatcher.dispatch(NOW)  # as beat would: the back office shows no "not sent" banner
         app.config["DEMO_FOLLOW_UP"] = _follow_up_links()
         db.session.remove()
     return app

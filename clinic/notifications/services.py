@@ -293,7 +293,7 @@ def appointment_status_changed(
     return None
 
 
-RESENDABLE = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+RESENDABLE = (Status.SENT, Status.FAILED, Status.SKIPPED)  # not cancelled: its cause is gone
 
 
 def resend(row: Notification, *, actor: StaffUser, now: datetime, client=None) -> Notification:
