@@ -89,6 +89,7 @@ def from_environment(env: dict[str, str] | None = None) -> dict:
         "NOTIFY_USE_FIRST_NAME": _bool(env.get("NOTIFY_USE_FIRST_NAME"), True),
         "FOLLOWUP_PLAN_FILE": env.get("FOLLOWUP_PLAN_FILE") or "",
         "ODI_PACK_FILE": env.get("ODI_PACK_FILE") or "",
+        "APPOINTMENT_INSTRUCTIONS_FILE": env.get("APPOINTMENT_INSTRUCTIONS_FILE") or "",
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -17,6 +17,7 @@ from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db, limiter
 from clinic.models import Patient
 from clinic.scheduling import links, services
+from clinic.scheduling.instructions import instructions_for
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
     Appointment,
@@ -207,6 +208,7 @@ def manage(token: str):
         start=appointment.start_at.astimezone(tz),
         form=CancelForm(),
         can_change=services.patient_may_change(appointment, http.now()),
+        instructions=instructions_for(appointment.appointment_type.code),
     )
 
 
