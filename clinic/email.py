@@ -81,19 +81,13 @@ def _connect() -> smtplib.SMTP:
     return conn
 
 
-def _connection() -> smtplib.SMTP:
+def _connection(*, fresh: bool = False) -> smtplib.SMTP:
+    """This thread's SMTP connection, opened on first use (or anew when ``fresh``)."""
     conn = getattr(_local, "conn", None)
-    if conn is not None:
-        try:
-            if conn.noop()[0] == 250:
-                return conn
-        except smtplib.SMTPException:
-            pass
-        except OSError:
-            pass
+    if conn is None or fresh:
         close_connection()
-    _local.conn = _connect()
-    return _local.conn
+        conn = _local.conn = _connect()
+    return conn
 
 
 def close_connection() -> None:
@@ -110,7 +104,15 @@ def send(msg: EmailMessage) -> None:
     smtplib's exceptions quote addresses and server text, so none of them leaves here.
     """
     try:
-        refused = _connection().send_message(msg)
+        reused = getattr(_local, "conn", None) is not None
+        try:
+            refused = _connection().send_message(msg)
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            if not reused:
+                raise
+            # The server dropped the idle connection we kept (no NOOP round trip before every
+            # message to find out): reconnect once and send on the new one.
+            refused = _connection(fresh=True).send_message(msg)
     except smtplib.SMTPRecipientsRefused as exc:
         close_connection()
         replies = list(exc.recipients.values())

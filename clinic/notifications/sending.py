@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from clinic import email
 from clinic.extensions import db
@@ -42,6 +43,19 @@ def deliver(notification_id: int, *, now: datetime) -> str:
 
 
 def _deliver(row: Notification, now: datetime) -> str:
+    # Load what the checks and the message need in two queries, and hold them here: the
+    # session's identity map keeps objects only while something references them, so the
+    # later lookups by id are answered from it instead of the database.
+    patient = db.session.get(Patient, row.patient_id) if row.patient_id else None  # noqa: F841
+    appointment = (  # noqa: F841
+        db.session.get(
+            Appointment,
+            row.cause_id,
+            options=[joinedload(Appointment.location), joinedload(Appointment.appointment_type)],
+        )
+        if row.cause_type == "appointment"
+        else None
+    )
     reason = _not_wanted(row, now)
     if reason is not None:
         status, text = reason
