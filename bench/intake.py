@@ -46,7 +46,6 @@ PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 ENDPOINT = "/api/v1/consultation-requests"
 LUA = HERE / "post.lua"
-CELERY_QUEUE = "celery"
 LATENCY_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 

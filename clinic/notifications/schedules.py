@@ -59,7 +59,7 @@ def in_send_hours(moment: datetime, tz: ZoneInfo, hours: tuple[int, int]) -> boo
     """Whether ``moment`` falls within the clinic's send hours, read on the local wall clock."""
     start, end = hours
     local = moment.astimezone(tz)
-    return start <= local.hour + local.minute / 60 < end if end < 24 else local.hour >= start
+    return start <= local.hour + local.minute / 60 < end  # the hour is below 24, so 0-24 is all day
 
 
 def _local(day, hour: int, tz: ZoneInfo) -> datetime:
