@@ -9,6 +9,7 @@ import re
 import smtplib
 import ssl
 import threading
+from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -17,6 +18,11 @@ from flask import current_app, render_template
 logger = logging.getLogger(__name__)
 
 _local = threading.local()
+
+# RFC 5322 allows header lines up to 998 characters. The default 78 makes the email package
+# fold a long List-Unsubscribe URL, which has no space to fold at, into RFC 2047 encoded words
+# that mail clients cannot follow; with 998 it stays one plain line.
+MAIL_POLICY = policy.default.clone(max_line_length=998)
 
 
 class PermanentSendError(Exception):
@@ -59,7 +65,7 @@ def build_message(
     context.setdefault("clinic_name", config["CLINIC_NAME"])
     context.setdefault("clinic_phone", config["CLINIC_PHONE"])
     context.setdefault("base_url", config["BASE_URL"])
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["Subject"] = subject
     msg["From"] = config["MAIL_FROM"]
     msg["To"] = to

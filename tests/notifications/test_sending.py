@@ -207,6 +207,8 @@ def test_unsubscribe_link_get_shows_post_acts(nctx, napp, clinic, headers, inbox
     msg = emails.build(reminder, now=FIXED_NOW)
     url = msg["List-Unsubscribe"].strip("<>")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # On the wire the link is one plain line a mail client can follow (not encoded words).
+    assert f"\nList-Unsubscribe: <{url}>\n".encode() in msg.as_bytes()
     assert url in msg.get_body(("plain",)).get_content()
     path = url.removeprefix(nctx.config["BASE_URL"])
     client = napp.test_client()
