@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from clinic import audit
 from clinic.errors import DomainError, ValidationFailed
@@ -88,6 +89,21 @@ def consent_record(
     return record
 
 
+@functools.cache
+def _patient_match():
+    """Built once (building it cost more CPU than running it); bound on each call."""
+    return (
+        select(Patient.id)
+        .where(
+            Patient.email == bindparam("email"),  # stored lower-case (schema.py), indexed
+            Patient.date_of_birth == bindparam("dob"),
+            func.lower(Patient.first_name) == bindparam("first"),
+            func.lower(Patient.last_name) == bindparam("last"),
+        )
+        .limit(1)
+    )
+
+
 def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient:
     """The patient with exactly this name, birth date and email, or a new record."""
     dob = date.fromisoformat(answers["date_of_birth"])
@@ -95,14 +111,13 @@ def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient
     if email:
         # the id only: loading a whole Patient is needed just when one matches
         found = db.session.execute(
-            select(Patient.id)
-            .where(
-                Patient.email == email,  # stored lower-case (schema.py), indexed
-                Patient.date_of_birth == dob,
-                func.lower(Patient.first_name) == answers["first_name"].lower(),
-                func.lower(Patient.last_name) == answers["last_name"].lower(),
-            )
-            .limit(1)
+            _patient_match(),
+            {
+                "email": email,
+                "dob": dob,
+                "first": answers["first_name"].lower(),
+                "last": answers["last_name"].lower(),
+            },
         ).scalar()
         if found is not None:
             return db.session.get(Patient, found)

@@ -36,7 +36,7 @@ def submit_values(values: Mapping[str, Any], *, source: str, client: dict) -> Co
         tz=http.clinic_tz(),
         client=client,
     )
-    notifications.request_received(req, now=now)
+    notifications.request_received(req, now=now, new=True)
     db.session.commit()
     after_commit(req.id, req.triage)
     return req
@@ -62,7 +62,7 @@ def submit_from_draft(draft: IntakeDraft, *, client: dict) -> SubmitResult:
     except ValidationFailed as exc:
         return SubmitResult(errors=exc.errors)
     already_alerted = existing is not None
-    notifications.request_received(req, now=now)
+    notifications.request_received(req, now=now, new=existing is None)
     db.session.delete(draft)
     db.session.commit()
     after_commit(req.id, req.triage, alert=not already_alerted)

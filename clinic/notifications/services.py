@@ -98,20 +98,23 @@ def send_at_once(row: Notification, now: datetime) -> Notification:
     return row
 
 
-def request_received(request, *, now: datetime) -> Notification | None:
+def request_received(request, *, now: datetime, new: bool = False) -> Notification | None:
     """The intake's acknowledgement: a row in the intake's transaction, sent by the next
-    dispatcher pass, so a broker outage at that moment loses nothing."""
+    dispatcher pass, so a broker outage at that moment loses nothing.
+
+    ``new``: the request was created in this transaction, so it cannot have one yet (the
+    check for an earlier acknowledgement is needed only when a saved request is completed).
+    """
     patient = request.patient
     if patient is None or not (patient.email and patient.consent_email):
         return None
-    exists = db.session.scalar(
+    if not new and db.session.scalar(
         select(Notification.id).where(
             Notification.cause_type == "consultation_request",
             Notification.cause_id == request.id,
             Notification.kind == "intake_acknowledgement",
         )
-    )
-    if exists:
+    ):
         return None
     return create(
         patient_id=patient.id,
