@@ -75,13 +75,17 @@ def rules_for(appointment_type: AppointmentType) -> av.SlotRules:
 def _busy(
     provider_id: int, start: datetime, end: datetime, exclude_id: int | None = None
 ) -> list[av.Interval]:
-    """Occupied spans of the provider's active appointments and time off near [start, end)."""
-    # start_at bounds let the (provider_id, start_at) index serve the search; no appointment
-    # (with its buffers) lasts a day.
+    """Occupied spans of the provider's active appointments and time off that meet
+    [start, end): pass the reach of the spans being tested (slot starts widened by the
+    type's buffers and duration), not only the range of the starts."""
+    # start_at bounds let the (provider_id, start_at) index serve the search (no appointment
+    # with its buffers lasts a day); the occupied bounds keep only spans that can matter.
     query = select(Appointment.occupied_start, Appointment.occupied_end).where(
         Appointment.provider_id == provider_id,
         Appointment.start_at >= start - timedelta(days=1),
         Appointment.start_at < end + timedelta(days=1),
+        Appointment.occupied_end > start,
+        Appointment.occupied_start < end,
         Appointment.status.in_(ACTIVE_STATUSES),
     )
     if exclude_id is not None:
@@ -171,13 +175,15 @@ def search_slots(
     if provider_id is not None:
         query = query.where(Provider.id == provider_id)
     rules = rules_for(appointment_type)
+    # what a slot starting in [start, end) can collide with, buffers included
+    reach = (start - rules.buffer_before, end + rules.duration + rules.buffer_after)
     locations = {loc.id: loc for loc in db.session.scalars(select(Location))}
     found: list[FoundSlot] = []
     for provider in db.session.scalars(query):
         schedules = provider_schedules(provider, start, end)
         if not schedules:
             continue
-        busy = _busy(provider.id, start, end, exclude_appointment_id)
+        busy = _busy(provider.id, *reach, exclude_appointment_id)
         for location_id, (windows, overrides) in schedules.items():
             location = locations[location_id]
             if not location.active:
@@ -275,8 +281,8 @@ def _where(
         end = start + timedelta(minutes=appointment_type.duration_minutes)
         rules = rules_for(appointment_type)
         span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)
-        time_off = [b for b in _busy(provider.id, start, end, exclude_id) if b.overlaps(span)]
-        location_id = None if time_off else _staff_location(provider, start, end)
+        taken = _busy(provider.id, span.start, span.end, exclude_id)
+        location_id = None if taken else _staff_location(provider, start, end)
     else:
         slot = _offered(appointment_type, provider.id, start, now, exclude_id)
         location_id = slot.location_id if slot else None

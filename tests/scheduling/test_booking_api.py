@@ -514,3 +514,33 @@ def test_lone_surrogates_are_refused(app, client):
         "/api/v1/consultation-requests", json=example_values(first_name="A\ud800")
     )
     assert response.status_code == 422 and "first_name" in response.get_json()["errors"]
+
+
+def test_patients_cannot_book_a_slot_that_runs_into_time_off(app, client, schedule, booking_token):
+    """Time off starting after a slot's start but inside its span (45 min + 15 min buffer)
+    takes the slot off offer, in the search and in the booking's own check."""
+    from clinic.scheduling.models import TimeOff
+
+    provider = schedule["providers"][0]
+    with app.app_context():
+        db.session.add(
+            TimeOff(
+                provider_id=provider,
+                reason="Meeting",
+                start_at=datetime(2026, 11, 25, 14, 30, tzinfo=UTC),  # 09:30 in New York
+                end_at=datetime(2026, 11, 25, 15, 30, tzinfo=UTC),
+            )
+        )
+        db.session.commit()
+    day = {"start": "2026-11-25", "end": "2026-11-25", "provider_id": provider}
+    offered = [s["start"] for s in slots(client, **day)]
+    assert "2026-11-25T09:00:00-05:00" not in offered
+    body = {
+        "booking_token": booking_token(schedule["patients"][0]),
+        "appointment_type": "consultation",
+        "provider_id": provider,
+    }
+    refused = client.post(BOOK, json=dict(body, start="2026-11-25T09:00:00-05:00"))
+    assert refused.status_code == 409 and refused.get_json() == {"error": "slot_unavailable"}
+    # the buffer after a 08:00 booking ends at 09:00, before the meeting: still bookable
+    assert client.post(BOOK, json=dict(body, start="2026-11-25T08:00:00-05:00")).status_code == 201
