@@ -17,7 +17,7 @@ from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
 from clinic.followup import questions
 from clinic.followup import services as followup
-from clinic.followup.models import CheckIn, Timepoint, TimepointStatus
+from clinic.followup.models import CheckIn, StaffTask, Timepoint, TimepointStatus
 from clinic.followup.scoring import Outcomes, load_outcomes, score_checkin
 from clinic.intake.models import ConsultationRequest
 from clinic.intake.rules import Triage, current_rules, triage
@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 MAX_IDENTITY_TRIES = 5
 IDENTITY_ACTION = "checkin_identity"
+UNLOCK_ACTION = "checkin_unlocked"  # staff reopened a locked link (after checking by phone)
+LOCKED_TASK = "checkin_locked"
 TIMEPOINT = "timepoint"
 OPEN_STATUSES = (TimepointStatus.SCHEDULED, TimepointStatus.SENT, TimepointStatus.MISSED)
 RED_FLAG_TASK_TITLE = "Check-in red flag: call the patient now"
@@ -57,10 +59,10 @@ def _ensure_open(timepoint: Timepoint) -> None:
 # -- identity: the link alone is not enough (domain spec §4.2) -----------------------------------
 
 
-def _identity_events(timepoint: Timepoint, outcome: str):
+def _identity_events(timepoint: Timepoint, outcome: str, action: str = IDENTITY_ACTION):
     return select(AuditEvent.id).where(
         AuditEvent.patient_id == timepoint.patient_id,
-        AuditEvent.action == IDENTITY_ACTION,
+        AuditEvent.action == action,
         AuditEvent.resource_type == Timepoint.__tablename__,
         AuditEvent.resource_id == str(timepoint.id),
         AuditEvent.outcome == outcome,
@@ -68,20 +70,48 @@ def _identity_events(timepoint: Timepoint, outcome: str):
 
 
 def identity_failures(timepoint: Timepoint) -> int:
-    """Wrong dates of birth for this check-in since the last right one."""
-    last_ok = db.session.scalar(
+    """Wrong dates of birth for this check-in since the last right one or staff's unlock."""
+    last_reset = db.session.scalar(
         select(func.max(AuditEvent.id)).where(
             AuditEvent.id.in_(_identity_events(timepoint, "success"))
+            | AuditEvent.id.in_(_identity_events(timepoint, "success", UNLOCK_ACTION))
         )
     )
     failures = _identity_events(timepoint, "failure")
-    if last_ok is not None:
-        failures = failures.where(AuditEvent.id > last_ok)
+    if last_reset is not None:
+        failures = failures.where(AuditEvent.id > last_reset)
     return db.session.scalar(select(func.count()).select_from(failures.subquery())) or 0
 
 
 def is_locked(timepoint: Timepoint) -> bool:
     return identity_failures(timepoint) >= MAX_IDENTITY_TRIES
+
+
+def unlock(timepoint: Timepoint, *, actor, now: datetime, client: dict | None = None) -> bool:
+    """Reopen a locked link (staff, having checked who they speak to); its lock task is done.
+    False if it was not locked."""
+    if not is_locked(timepoint):
+        return False
+    audit.record(
+        UNLOCK_ACTION,
+        actor=actor,
+        patient_id=timepoint.patient_id,
+        resource_type=Timepoint.__tablename__,
+        resource_id=timepoint.id,
+        client=client,
+        now=now,
+    )
+    for task in db.session.scalars(
+        select(StaffTask).where(
+            StaffTask.kind == LOCKED_TASK,
+            StaffTask.cause_type == Timepoint.__tablename__,
+            StaffTask.cause_id == timepoint.id,
+            StaffTask.done_at.is_(None),
+        )
+    ):
+        followup.complete_task(task, actor=actor, now=now, note="link unlocked", client=client)
+    db.session.flush()
+    return True
 
 
 def verify_identity(
@@ -112,6 +142,14 @@ def verify_identity(
         return
     left = MAX_IDENTITY_TRIES - identity_failures(timepoint)
     if left <= 0:
+        followup.add_task(
+            timepoint.patient_id,
+            LOCKED_TASK,
+            "Check-in link locked after wrong dates of birth: call the patient",
+            cause=timepoint,
+            due_at=now,
+            now=now,
+        )
         raise CheckInLocked("This check-in is locked.")
     tries = "1 more try" if left == 1 else f"{left} more tries"
     raise ValidationFailed(

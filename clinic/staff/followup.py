@@ -22,7 +22,7 @@ from clinic import audit, http
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
 from clinic.followup import checkin, services
-from clinic.followup.models import CheckIn, Procedure
+from clinic.followup.models import CheckIn, Procedure, Timepoint
 from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient
 from clinic.scheduling.models import Provider
@@ -184,6 +184,12 @@ def _outcomes(patient: Patient) -> dict:
         )
     )
     done = [p.performed_on for p in procedures if p.status == "active"]
+    locked = {
+        t.id
+        for p in procedures
+        for t in p.timepoints
+        if checkin.is_open(t) and checkin.is_locked(t)
+    }
     baseline, baseline_day = _baseline(patient.id)
     observations = [
         charts.Observation(
@@ -198,6 +204,7 @@ def _outcomes(patient: Patient) -> dict:
     return {
         "procedures": procedures,
         "checkins": checkins,
+        "locked": locked,
         "baseline": baseline,
         "baseline_day": baseline_day,
         "observations": observations,
@@ -230,3 +237,23 @@ def patient_followup(patient_id: int):
         delta=charts.delta,
         **data,
     )
+
+
+@bp.post("/timepoints/<int:timepoint_id>/unlock")
+@login_required
+@require("followup.unlock")
+def unlock_checkin(timepoint_id: int):
+    """Reopen a check-in link locked by wrong dates of birth (after checking who is calling)."""
+    timepoint = db.session.get(Timepoint, timepoint_id, with_for_update=True) or abort(404)
+    back = url_for(".patient_followup", patient_id=timepoint.patient_id)
+    if not NoteForm().validate_on_submit():
+        db.session.rollback()
+        flash("The form expired; try again.", "error")
+        return redirect(back)
+    if checkin.unlock(timepoint, actor=current_user, now=http.now(), client=http.client_meta()):
+        db.session.commit()
+        flash("Check-in link unlocked: the patient can open it again.", "success")
+    else:
+        db.session.rollback()
+        flash("That check-in link was not locked.", "error")
+    return redirect(back)

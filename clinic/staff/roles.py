@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "followup.record": {NURSE, DOC},  # record a procedure, which starts its follow-up plan
     "followup.outcomes": {NURSE, DOC},  # check-in answers, scores, the outcome chart
     "followup.ack_pause": {NURSE, DOC},  # acknowledge a check-in red flag, resume automation
+    "followup.unlock": {NURSE, DOC},  # reopen a check-in link locked by wrong dates of birth
     "users.manage": {ADMIN},
     "audit.view": {ADMIN},
 }

@@ -133,6 +133,41 @@ def test_wrong_dates_of_birth_lock_the_checkin(app, client, link):
     assert client.get(link["url"]["FU-M3"]).status_code == 200
 
 
+def test_staff_unlock_a_locked_link_after_checking_by_phone(app, client, link, login):
+    url, tp = link["url"]["FU-W6"], link["id"]["FU-W6"]
+    patient = app.test_client()  # the patient's browser; `client` is the nurse's
+    for _ in range(5):
+        patient.post(f"{url}/identity", data={"date_of_birth": "04/18/1952"})
+    assert patient.get(url).status_code == 403
+    [task] = rows(app, StaffTask, StaffTask.kind == service.LOCKED_TASK)
+    assert (task.cause_type, task.cause_id, task.done_at) == ("followup_timepoint", tp, None)
+    assert "1952" not in task.title  # no date typed, right or wrong
+
+    followup_page = f"/staff/patients/{link['patient_id']}/follow-up"
+    unlock = f"/staff/timepoints/{tp}/unlock"
+    login("nurse")
+    html = client.get(followup_page).get_data(as_text=True)
+    assert html.count("Link locked") == 1 and f'action="{unlock}"' in html
+    assert client.get(unlock).status_code == 405  # acts on POST only
+    response = client.post(unlock)
+    assert response.status_code == 302 and response.location == followup_page
+    assert "Link locked" not in client.get(followup_page).get_data(as_text=True)
+    [event] = rows(app, AuditEvent, AuditEvent.action == service.UNLOCK_ACTION)
+    assert event.actor_role == "nurse" and event.resource_id == str(tp)
+    [task] = rows(app, StaffTask, StaffTask.kind == service.LOCKED_TASK)
+    assert task.done_at is not None and task.note == "link unlocked"
+    # the patient has their tries back, and the right date opens it
+    assert 'id="date_of_birth"' in patient.get(url).get_data(as_text=True)
+    verified(patient, url)
+    # unlocking what is not locked changes nothing
+    response = client.post(unlock, follow_redirects=True)
+    assert "was not locked" in response.get_data(as_text=True)
+    assert len(rows(app, AuditEvent, AuditEvent.action == service.UNLOCK_ACTION)) == 1
+    client.post("/staff/logout")
+    login("front_desk")
+    assert client.post(unlock).status_code == 403
+
+
 def test_a_typo_is_not_a_wrong_try_and_a_right_answer_resets(app, client, link):
     url = link["url"]["FU-W6"]
     for typo in ("", "13/45/1952", "1952", "02/30/1952", "04/17/1852", "x" * 5000):
