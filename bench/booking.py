@@ -76,8 +76,9 @@ from intake import (
     cpu_busy,
     cpu_delta,
     create_database,
-    drop_database,
+    dispose,
     gunicorn_pids,
+    leave_clean,
     machine_facts,
     parse_wrk,
     process_cpu,
@@ -1027,24 +1028,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.alarm(0)
         for server in servers:
             server.stop()
-        if app is not None:
-            try:
-                from clinic.extensions import db
-
-                with app.app_context():
-                    db.engine.dispose()
-            except Exception as exc:  # the database is dropped WITH (FORCE) anyway
-                print(f"[bench] could not close the app's connections: {exc}", file=sys.stderr)
-        if db_created:
-            try:
-                drop_database(db_name)
-            except psycopg.Error as exc:
-                print(f"[bench] could not drop {db_name}: {exc}", file=sys.stderr)
-        try:
-            rc.flushdb()
-        except redis.RedisError as exc:
-            print(f"[bench] could not flush {REDIS_URL}: {exc}", file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
+        dispose(app)
+        leave_clean([db_name] if db_created else [], rc, REDIS_URL, tmp)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,37 @@ def run_checked(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: floa
     return done.stdout
 
 
+# -- clean-up, shared by the benches -------------------------------------------------------------
+
+
+def dispose(app) -> None:
+    """Close an in-process app's database connections (before its database is dropped)."""
+    if app is None:
+        return
+    from clinic.extensions import db
+
+    try:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    except Exception as exc:  # the database is dropped WITH (FORCE) anyway
+        print(f"[bench] could not close the app's connections: {exc}", file=sys.stderr)
+
+
+def leave_clean(databases: list[str], rc: redis.Redis, redis_url: str, tmp: Path) -> None:
+    """Drop the bench's databases, flush its Redis db, remove its temporary folder; never raise."""
+    for name in databases:
+        try:
+            drop_database(name)
+        except psycopg.Error as exc:
+            print(f"[bench] could not drop {name}: {exc}", file=sys.stderr)
+    try:
+        rc.flushdb()
+    except redis.RedisError as exc:
+        print(f"[bench] could not flush {redis_url}: {exc}", file=sys.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 # -- wrk ------------------------------------------------------------------------------------------
 
 
@@ -623,16 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.alarm(0)
         for server in servers:
             server.stop()
-        if db_created:
-            try:
-                drop_database(db_name)
-            except psycopg.Error as exc:
-                print(f"[bench] could not drop {db_name}: {exc}", file=sys.stderr)
-        try:
-            rc.flushdb()
-        except redis.RedisError as exc:
-            print(f"[bench] could not flush {REDIS_URL}: {exc}", file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
+        leave_clean([db_name] if db_created else [], rc, REDIS_URL, tmp)
 
 
 if __name__ == "__main__":

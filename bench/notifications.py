@@ -56,7 +56,6 @@ import pstats
 import re
 import resource
 import secrets
-import shutil
 import signal
 import smtplib
 import statistics
@@ -78,9 +77,10 @@ from intake import (
     _on_term,
     cpu_busy,
     create_database,
-    drop_database,
+    dispose,
     free_port,
     gunicorn_pids,
+    leave_clean,
     process_cpu,
     settle,
     venv_bin,
@@ -356,19 +356,6 @@ def make_app(env: dict[str, str], database_url: str, queue: str):
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))
     return app
-
-
-def dispose(app) -> None:
-    if app is None:
-        return
-    from clinic.extensions import db
-
-    try:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-    except Exception as exc:  # the database is dropped WITH (FORCE) anyway
-        print(f"[bench] could not close the app's connections: {exc}", file=sys.stderr)
 
 
 def pg(database_url: str) -> psycopg.Connection:
@@ -1070,16 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
             state["sink"].stop()
         for app in state["apps"]:
             dispose(app)
-        for name in state["databases"]:
-            try:
-                drop_database(name)
-            except psycopg.Error as exc:
-                print(f"[bench] could not drop {name}: {exc}", file=sys.stderr)
-        try:
-            rc.flushdb()
-        except redis.RedisError as exc:
-            print(f"[bench] could not flush {REDIS_URL}: {exc}", file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
+        leave_clean(state["databases"], rc, REDIS_URL, tmp)
 
 
 if __name__ == "__main__":
