@@ -746,7 +746,7 @@ def explain_search(app, schedule: Schedule, first: date, days: int) -> list[dict
 
     from clinic.extensions import db
     from clinic.scheduling import services
-    from clinic.scheduling.models import AppointmentType
+    from clinic.scheduling.models import AppointmentType, Provider
 
     tz = ZoneInfo(TIMEZONE)
     start = datetime.combine(first, clock(0), tzinfo=tz)
@@ -758,11 +758,12 @@ def explain_search(app, schedule: Schedule, first: date, days: int) -> list[dict
 
     with app.app_context():
         appointment_type = db.session.get(AppointmentType, schedule.types[SEARCH_TYPE])
+        provider = db.session.get(Provider, schedule.searched)
         engine = db.engine
         event.listen(engine, "before_cursor_execute", capture)
         try:
             services.search_slots(
-                appointment_type, start, end, now=datetime.now(UTC), provider_id=schedule.searched
+                appointment_type, start, end, now=datetime.now(UTC), provider=provider
             )
         finally:
             event.remove(engine, "before_cursor_execute", capture)

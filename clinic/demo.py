@@ -268,7 +268,7 @@ def _seed_schedule(now: datetime, tz: ZoneInfo) -> int:
             now + timedelta(days=1 + index // 2),
             now + timedelta(days=2 + index // 2),
             now=now,
-            provider_id=providers[index % len(providers)].id,
+            provider=providers[index % len(providers)],
         )
         if slots:
             slot = slots[(index * 5) % len(slots)]

@@ -123,17 +123,15 @@ def slots():
         errors["end"] = ["end must be after start."]
     elif end - start > timedelta(days=MAX_SEARCH_DAYS):
         errors["end"] = [f"Search at most {MAX_SEARCH_DAYS} days at a time."]
-    provider_id = args.get("provider_id")
+    provider_id, provider = args.get("provider_id"), None
     if provider_id is not None:
         if not provider_id.isdigit() or len(provider_id) > 10:
             errors["provider_id"] = ["Must be a provider id."]
         else:
-            provider_id = _provider(int(provider_id)).id
+            provider = _provider(int(provider_id))
     if errors:
         raise ValidationFailed(errors)
-    found = services.search_slots(
-        appointment_type, start, end, now=http.now(), provider_id=provider_id
-    )
+    found = services.search_slots(appointment_type, start, end, now=http.now(), provider=provider)
     tz = http.clinic_tz()
     return jsonify(
         [

@@ -6,6 +6,7 @@ insert or update comes back as SlotUnavailable, whatever raced with it.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -72,33 +73,75 @@ def rules_for(appointment_type: AppointmentType) -> av.SlotRules:
     )
 
 
+@functools.cache
+def _statement(name: str, *, excluding: bool = False):
+    """The searches run on every slot search and booking, built once and bound per call
+    (building a SQLAlchemy expression costs more CPU than running it)."""
+    p = bindparam
+    if name == "occupied":
+        # start_at bounds let the (provider_id, start_at) index serve the search (no appointment
+        # with its buffers lasts a day); the occupied bounds keep only spans that can matter.
+        query = select(Appointment.occupied_start, Appointment.occupied_end).where(
+            Appointment.provider_id == p("provider_id"),
+            Appointment.start_at >= p("day_before"),
+            Appointment.start_at < p("day_after"),
+            Appointment.occupied_end > p("start"),
+            Appointment.occupied_start < p("end"),
+            Appointment.status.in_(ACTIVE_STATUSES),
+        )
+    elif name == "booked":
+        query = select(Appointment.start_at).where(
+            Appointment.provider_id == p("provider_id"),
+            Appointment.appointment_type_id == p("appointment_type_id"),
+            Appointment.start_at >= p("day_before"),
+            Appointment.start_at < p("day_after"),
+            Appointment.status.in_(ACTIVE_STATUSES),
+        )
+    elif name == "time_off":
+        return select(TimeOff.start_at, TimeOff.end_at).where(
+            TimeOff.provider_id == p("provider_id"),
+            TimeOff.end_at > p("start"),
+            TimeOff.start_at < p("end"),
+        )
+    elif name == "exceptions":
+        return select(ScheduleException).where(
+            ScheduleException.provider_id == p("provider_id"),
+            ScheduleException.day >= p("first"),
+            ScheduleException.day <= p("last"),
+        )
+    elif name == "closures":
+        return select(ClinicClosure).where(
+            ClinicClosure.location_id.in_(p("location_ids", expanding=True)),
+            ClinicClosure.day >= p("first"),
+            ClinicClosure.day <= p("last"),
+        )
+    else:
+        raise KeyError(name)
+    return query.where(Appointment.id != p("exclude_id")) if excluding else query
+
+
 def _busy(
     provider_id: int, start: datetime, end: datetime, exclude_id: int | None = None
 ) -> list[av.Interval]:
     """Occupied spans of the provider's active appointments and time off that meet
     [start, end): pass the reach of the spans being tested (slot starts widened by the
     type's buffers and duration), not only the range of the starts."""
-    # start_at bounds let the (provider_id, start_at) index serve the search (no appointment
-    # with its buffers lasts a day); the occupied bounds keep only spans that can matter.
-    query = select(Appointment.occupied_start, Appointment.occupied_end).where(
-        Appointment.provider_id == provider_id,
-        Appointment.start_at >= start - timedelta(days=1),
-        Appointment.start_at < end + timedelta(days=1),
-        Appointment.occupied_end > start,
-        Appointment.occupied_start < end,
-        Appointment.status.in_(ACTIVE_STATUSES),
+    found = db.session.execute(
+        _statement("occupied", excluding=exclude_id is not None),
+        {
+            "provider_id": provider_id,
+            "day_before": start - timedelta(days=1),
+            "day_after": end + timedelta(days=1),
+            "start": start,
+            "end": end,
+            "exclude_id": exclude_id,
+        },
     )
-    if exclude_id is not None:
-        query = query.where(Appointment.id != exclude_id)
-    spans = [av.Interval(a, b) for a, b in db.session.execute(query)]
-    spans += [
-        av.Interval(a, b)
-        for a, b in db.session.execute(
-            select(TimeOff.start_at, TimeOff.end_at).where(
-                TimeOff.provider_id == provider_id, TimeOff.end_at > start, TimeOff.start_at < end
-            )
-        )
-    ]
+    spans = [av.Interval(a, b) for a, b in found]
+    time_off = db.session.execute(
+        _statement("time_off"), {"provider_id": provider_id, "start": start, "end": end}
+    )
+    spans += [av.Interval(a, b) for a, b in time_off]
     return spans
 
 
@@ -110,17 +153,18 @@ def _booked_per_day(
     tz: ZoneInfo,
     exclude_id: int | None = None,
 ) -> dict[date, int]:
-    query = select(Appointment.start_at).where(
-        Appointment.provider_id == provider_id,
-        Appointment.appointment_type_id == appointment_type_id,
-        Appointment.start_at >= start - timedelta(days=1),
-        Appointment.start_at < end + timedelta(days=1),
-        Appointment.status.in_(ACTIVE_STATUSES),
+    found = db.session.execute(
+        _statement("booked", excluding=exclude_id is not None),
+        {
+            "provider_id": provider_id,
+            "appointment_type_id": appointment_type_id,
+            "day_before": start - timedelta(days=1),
+            "day_after": end + timedelta(days=1),
+            "exclude_id": exclude_id,
+        },
     )
-    if exclude_id is not None:
-        query = query.where(Appointment.id != exclude_id)
     counts: dict[date, int] = defaultdict(int)
-    for (start_at,) in db.session.execute(query):
+    for (start_at,) in found:
         counts[start_at.astimezone(tz).date()] += 1
     return counts
 
@@ -134,18 +178,10 @@ def provider_schedules(provider: Provider, start: datetime, end: datetime):
         return {}
     first, last = (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()
     exceptions = db.session.scalars(
-        select(ScheduleException).where(
-            ScheduleException.provider_id == provider.id,
-            ScheduleException.day >= first,
-            ScheduleException.day <= last,
-        )
+        _statement("exceptions"), {"provider_id": provider.id, "first": first, "last": last}
     ).all()
     closures = db.session.scalars(
-        select(ClinicClosure).where(
-            ClinicClosure.location_id.in_(list(by_location)),
-            ClinicClosure.day >= first,
-            ClinicClosure.day <= last,
-        )
+        _statement("closures"), {"location_ids": list(by_location), "first": first, "last": last}
     ).all()
     out = {}
     for location_id, windows in by_location.items():
@@ -167,19 +203,23 @@ def search_slots(
     end: datetime,
     *,
     now: datetime,
-    provider_id: int | None = None,
+    provider: Provider | None = None,
     exclude_appointment_id: int | None = None,
 ) -> list[FoundSlot]:
-    """Free slots of one type, across providers (or one), sorted by start then provider."""
-    query = select(Provider).where(Provider.active.is_(True)).order_by(Provider.id)
-    if provider_id is not None:
-        query = query.where(Provider.id == provider_id)
+    """Free slots of one type, across active providers (or one), sorted by start then
+    provider."""
+    if provider is not None:
+        providers = [provider] if provider.active else []
+    else:
+        providers = db.session.scalars(
+            select(Provider).where(Provider.active.is_(True)).order_by(Provider.id)
+        )
     rules = rules_for(appointment_type)
     # what a slot starting in [start, end) can collide with, buffers included
     reach = (start - rules.buffer_before, end + rules.duration + rules.buffer_after)
     locations = {loc.id: loc for loc in db.session.scalars(select(Location))}
     found: list[FoundSlot] = []
-    for provider in db.session.scalars(query):
+    for provider in providers:
         schedules = provider_schedules(provider, start, end)
         if not schedules:
             continue
@@ -212,13 +252,13 @@ def search_slots(
     return found
 
 
-def _offered(appointment_type, provider_id, start, now, exclude_id=None) -> FoundSlot | None:
+def _offered(appointment_type, provider, start, now, exclude_id=None) -> FoundSlot | None:
     for slot in search_slots(
         appointment_type,
         start,
         start + timedelta(minutes=1),
         now=now,
-        provider_id=provider_id,
+        provider=provider,
         exclude_appointment_id=exclude_id,
     ):
         if slot.start == start:
@@ -284,7 +324,7 @@ def _where(
         taken = _busy(provider.id, span.start, span.end, exclude_id)
         location_id = None if taken else _staff_location(provider, start, end)
     else:
-        slot = _offered(appointment_type, provider.id, start, now, exclude_id)
+        slot = _offered(appointment_type, provider, start, now, exclude_id)
         location_id = slot.location_id if slot else None
     if location_id is None:
         raise SlotUnavailable("That time is not offered.")
