@@ -7,6 +7,7 @@ listed here; labels are for display only. Field limits follow mild-domain-spec.m
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,8 +134,9 @@ class Field:
     clinical: bool = True  # front desk and billing don't see clinical answers
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def choice_codes(self) -> tuple[str, ...]:
+        # cached: validation asks for it dozens of times per intake
         return tuple(code for code, _ in self.choices)
 
     def choice_label(self, code: str) -> str:
