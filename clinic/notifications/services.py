@@ -134,14 +134,17 @@ def _reminder_due(appointment: Appointment, hours_before: float) -> datetime:
     )
 
 
-def _for_cause(cause_type: str, cause_id: int) -> list[Notification]:
-    return list(
-        db.session.scalars(
-            select(Notification)
-            .where(Notification.cause_type == cause_type, Notification.cause_id == cause_id)
-            .order_by(Notification.kind, Notification.revision)
-        )
+def _for_cause(cause_type: str, cause_id: int, *, lock: bool = False) -> list[Notification]:
+    query = (
+        select(Notification)
+        .where(Notification.cause_type == cause_type, Notification.cause_id == cause_id)
+        .order_by(Notification.kind, Notification.revision)
     )
+    if lock:
+        # A send holds its row's lock until it has committed "sent" (sending.deliver), so
+        # this waits for a send in progress and then reads what it left.
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return list(db.session.scalars(query))
 
 
 def appointment_booked(appointment: Appointment, *, now: datetime) -> list[Notification]:
@@ -184,19 +187,23 @@ def appointment_rescheduled(appointment: Appointment, *, now: datetime) -> list[
     """Re-time the reminders still to come, and send the update (same UID, next SEQUENCE)."""
     rows = []
     latest: dict[str, Notification] = {}
-    for row in _for_cause(APPOINTMENT, appointment.id):
+    for row in _for_cause(APPOINTMENT, appointment.id, lock=True):
         latest[row.kind] = row  # ordered by revision: the last one wins
     for step in schedule().steps(appointment.appointment_type.code):
         if step.hours_before is None:
             continue
         row = latest.get(step.kind)
-        if row is not None and row.status in (Status.PENDING, Status.SKIPPED):
+        if row is not None and row.status in (Status.PENDING, Status.SKIPPED, Status.SENDING):
+            # Not sent yet. A row still "sending" once its lock is ours was claimed but its
+            # send has not started: take the claim back, so the queued task finds nothing to do
+            # and the dispatcher sends the reminder at the new time.
             due = _reminder_due(appointment, step.hours_before)
             row.due_at = due
             row.status = Status.PENDING if due > now else Status.SKIPPED
+            row.claimed_at = None
             row.last_error = None if due > now else "moved too close to the appointment"
             row.updated_at = now
-        elif row is None or row.status != Status.SENDING:
+        else:
             # Already sent (or failed) for the old time: the new time gets its own reminder.
             row = _reminder(appointment, step, now=now, revision=appointment.sequence)
         rows.append(row)

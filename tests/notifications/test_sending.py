@@ -5,6 +5,11 @@ a working unsubscribe link, and staff resend."""
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import datetime
+
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -199,6 +204,103 @@ def test_nothing_goes_out_for_a_cancelled_appointment(nctx, napp, clinic, header
     claim(reminder, due)
     assert sending.deliver(reminder.id, now=due) == "cancelled"
     assert arrived(inbox, reminder) == []
+
+
+def test_a_claimed_reminder_not_yet_sent_follows_a_reschedule(nctx, napp, clinic, headers, inbox):
+    appt, rows = booked(napp, clinic, headers)
+    reminder = rows["reminder_24h"][0]
+    old_due = reminder.due_at
+    assert reminder.id in dispatcher.claim(old_due)  # claimed, its task still queued
+    db.session.commit()
+    response = napp.test_client().post(
+        f"/api/v1/appointments/{appt['id']}/reschedule",
+        json={"start": "2026-12-04T10:00:00-05:00"},
+        headers=headers["front_desk"],
+    )
+    assert response.status_code == 200, response.get_json()
+    db.session.expire_all()
+    new_due = datetime.fromisoformat("2026-12-03T10:00:00-05:00")
+    assert (reminder.status, reminder.due_at, reminder.claimed_at) == ("pending", new_due, None)
+    # The queued task finds nothing to send; the next pass at the new time sends it once.
+    assert sending.deliver(reminder.id, now=old_due) == "not-claimed"
+    assert arrived(inbox, reminder) == []
+    assert reminder.id not in dispatcher.claim(old_due)
+    db.session.commit()
+    assert reminder.id in dispatcher.claim(new_due)
+    db.session.commit()
+    assert sending.deliver(reminder.id, now=new_due) == "sent"
+    (msg,) = arrived(inbox, reminder)
+    assert "Friday, December 4, 2026 at 10:00 AM" in msg.get_body(("plain",)).get_content()
+
+
+def test_a_reschedule_racing_a_reminder_being_sent_adds_one_for_the_new_time(
+    napp, clinic, headers, inbox, database_url, monkeypatch
+):
+    """The send holds its row; the reschedule waits for it, sees it sent, and adds a reminder
+    for the new time instead of leaving the patient with none."""
+    napp.config["CLINIC_NOW"] = FIXED_NOW
+    with napp.app_context():
+        appt, rows = booked(napp, clinic, headers)
+        reminder_id = rows["reminder_24h"][0].id
+        due = rows["reminder_24h"][0].due_at
+        assert reminder_id in dispatcher.claim(due)
+        db.session.commit()
+        db.session.remove()
+    sending_started, finish_send = threading.Event(), threading.Event()
+    real_send = email.send
+
+    def held_send(msg):
+        sending_started.set()
+        assert finish_send.wait(30)
+        real_send(msg)
+
+    monkeypatch.setattr(email, "send", held_send)
+    outcome = {}
+
+    def send_it():
+        with napp.app_context():
+            outcome["send"] = sending.deliver(reminder_id, now=due)
+            db.session.remove()
+        email.close_connection()  # this thread's own SMTP connection
+
+    def reschedule():
+        outcome["reschedule"] = napp.test_client().post(
+            f"/api/v1/appointments/{appt['id']}/reschedule",
+            json={"start": "2026-12-04T10:00:00-05:00"},
+            headers=headers["front_desk"],
+        )
+
+    sender = threading.Thread(target=send_it)
+    sender.start()
+    assert sending_started.wait(30)
+    mover = threading.Thread(target=reschedule)
+    mover.start()
+    wait_until_a_backend_waits_for_a_lock(database_url)
+    finish_send.set()
+    sender.join(30)
+    mover.join(30)
+    assert outcome["send"] == "sent"
+    assert outcome["reschedule"].status_code == 200
+    with napp.app_context():
+        reminders = by_kind(rows_for("appointment", appt["id"]))["reminder_24h"]
+        assert [(r.revision, r.status) for r in reminders] == [(0, "sent"), (1, "pending")]
+        assert reminders[1].due_at == datetime.fromisoformat("2026-12-03T10:00:00-05:00")
+        db.session.remove()
+    assert len(inbox.messages) == 1
+
+
+def wait_until_a_backend_waits_for_a_lock(database_url, attempts=600):
+    """Poll pg_stat_activity (no fixed sleep) until some backend of this database is blocked."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for _ in range(attempts):
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the reschedule never waited for the send's lock")
 
 
 def test_unsubscribe_link_get_shows_post_acts(nctx, napp, clinic, headers, inbox):
