@@ -43,6 +43,10 @@ class CheckInClosed(DomainError):
     """The check-in was answered already, or its follow-up was cancelled."""
 
 
+class CheckInStopped(DomainError):
+    """A red flag stopped this check-in and staff have not acknowledged it yet."""
+
+
 def outcomes() -> Outcomes:
     return load_outcomes()
 
@@ -165,14 +169,33 @@ def verify_identity(
 # -- the red-flag screen ------------------------------------------------------------------------
 
 
-def pending_screen(timepoint: Timepoint) -> CheckIn | None:
-    """The latest check-in of this timepoint if it is a clear screen still waiting for answers."""
-    row = db.session.scalars(
+def _latest(timepoint: Timepoint) -> CheckIn | None:
+    return db.session.scalars(
         select(CheckIn).where(CheckIn.timepoint_id == timepoint.id).order_by(CheckIn.id.desc())
     ).first()
+
+
+def pending_screen(timepoint: Timepoint) -> CheckIn | None:
+    """The latest check-in of this timepoint if it is a clear screen still waiting for answers."""
+    row = _latest(timepoint)
     if row is not None and row.triage == Triage.ROUTINE and not row.scores:
         return row
     return None
+
+
+def stopped_by(timepoint: Timepoint) -> CheckIn | None:
+    """The check-in whose red flag stopped this timepoint, while staff have not acknowledged
+    the patient's red flag. Until they do, the link shows its emergency or urgent message in
+    any browser (the stop is kept here, not in one browser's cookie) and takes no answers."""
+    row = _latest(timepoint)
+    if row is None or row.triage == Triage.ROUTINE:
+        return None
+    return row if followup.open_pause(timepoint.patient_id) is not None else None
+
+
+def _ensure_not_stopped(timepoint: Timepoint) -> None:
+    if stopped_by(timepoint) is not None:
+        raise CheckInStopped("A safety answer stopped this check-in; staff will call.")
 
 
 def _fired(clean: dict[str, Any], timepoint: Timepoint, rules: Outcomes) -> list[dict]:
@@ -197,6 +220,7 @@ def submit_red_flags(
 ) -> CheckIn:
     """Store the screen; a positive answer pauses automation, adds a task and alerts staff."""
     _ensure_open(timepoint)
+    _ensure_not_stopped(timepoint)
     rules = outcomes()
     clean, errors = questions.validate(
         questions.screen_fields(timepoint.wound_questions, rules), values
@@ -272,6 +296,7 @@ def submit_checkin(
 ) -> CheckIn:
     """Score the answers after a clear screen; close the timepoint and its pending messages."""
     _ensure_open(timepoint)
+    _ensure_not_stopped(timepoint)
     row = pending_screen(timepoint)
     if row is None:
         raise DomainError("Answer the safety questions first.")

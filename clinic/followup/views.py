@@ -89,11 +89,13 @@ def show(token: str):
     state = _state(timepoint)
     if not _verified(state):
         return _identity_page(token, {})
-    row = _screen_row(timepoint, state)
-    if row is not None and row.triage == Triage.EMERGENCY:
-        return render_template("followup/emergency.html")
-    if row is not None and row.triage == Triage.URGENT:
+    stopped = checkin.stopped_by(timepoint)
+    if stopped is not None:
+        # whichever browser answered: the red flag stands until staff acknowledge it
+        if stopped.triage == Triage.EMERGENCY:
+            return render_template("followup/emergency.html")
         return render_template("followup/urgent.html")
+    row = _screen_row(timepoint, state)
     if row is not None and row.id == getattr(checkin.pending_screen(timepoint), "id", None):
         return _questions_page(token, timepoint, {}, {})
     return _screen_page(token, timepoint, {}, {})
@@ -143,6 +145,9 @@ def screen(token: str):
     except ValidationFailed as exc:
         db.session.rollback()
         return _screen_page(token, timepoint, request.form, exc.errors), 422
+    except checkin.CheckInStopped:  # answered in another browser: show its message
+        db.session.rollback()
+        return redirect(url_for(".show", token=token))
     db.session.commit()
     session[SESSION_KEY] = {**state, "c": row.id}
     return redirect(url_for(".show", token=token))

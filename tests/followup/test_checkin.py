@@ -232,6 +232,41 @@ def test_a_red_flag_stops_alerts_and_pauses(app, client, link, answer, triage, w
     assert rows(app, CheckIn)[0].scores == {}
 
 
+def test_the_stop_holds_in_every_browser_until_staff_acknowledge(app, client, link, make_staff):
+    """The red flag is kept on the server: another browser (or this one after the date-of-birth
+    check runs out) gets the same message and can't answer, until staff acknowledge."""
+    from clinic.followup.services import acknowledge_pause
+    from clinic.models import StaffUser
+
+    url = link["url"]["FU-W6"]
+    screened(client, url, rf_bowel="new")
+    other = app.test_client()
+    verified(other, url)
+    page = other.get(url).get_data(as_text=True)
+    assert "Call 911" in page and "Safety questions" not in page
+    # answering from there changes nothing
+    clear = SCREEN_CLEAR
+    assert other.post(f"{url}/screen", data=clear).status_code == 302
+    assert other.post(f"{url}/answers", data=ANSWERS).status_code == 302
+    [row] = rows(app, CheckIn)
+    assert row.triage == "emergency" and row.scores == {}
+    assert rows(app, Timepoint, Timepoint.id == link["id"]["FU-W6"])[0].status != "completed"
+    assert "Call 911" in client.get(url).get_data(as_text=True)
+    # a nurse has called the patient and acknowledges: the check-in can be answered now
+    nurse_id = make_staff("nurse")
+    with app.app_context():
+        [pause] = db.session.scalars(select(AutomationPause)).all()
+        acknowledge_pause(pause, actor=db.session.get(StaffUser, nurse_id), now=FIXED_NOW)
+        db.session.commit()
+    assert "Safety questions" in other.get(url).get_data(as_text=True)
+    assert other.post(f"{url}/screen", data=clear).status_code == 302
+    assert other.post(f"{url}/answers", data=ANSWERS).status_code == 302
+    first, second = rows(app, CheckIn)
+    assert (first.triage, first.scores) == ("emergency", {})
+    assert second.triage == "routine" and second.scores["nprs_back"] == 3
+    assert rows(app, Timepoint, Timepoint.id == link["id"]["FU-W6"])[0].status == "completed"
+
+
 def test_a_longstanding_answer_does_not_fire(app, client, link):
     url = link["url"]["FU-W6"]
     screened(client, url, rf_bowel="longstanding")
