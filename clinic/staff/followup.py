@@ -21,7 +21,7 @@ from wtforms.widgets import DateInput
 from clinic import audit, http
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
-from clinic.followup import checkin, services
+from clinic.followup import checkin, questions, services
 from clinic.followup.models import CheckIn, Procedure, Timepoint
 from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient
@@ -235,6 +235,7 @@ def patient_followup(patient_id: int):
         pause=services.open_pause(patient.id),
         note_form=NoteForm(formdata=None),
         delta=charts.delta,
+        global_change_words=dict(questions.GLOBAL_CHANGE_CHOICES),
         **data,
     )
 
