@@ -7,7 +7,6 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from flask import current_app
-from sqlalchemy import exists, select
 
 from clinic import http
 from clinic.email import build_message
@@ -17,7 +16,6 @@ from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient
 from clinic.notifications import ics, links
 from clinic.notifications.models import Notification
-from clinic.notifications.schedules import Step
 from clinic.scheduling import links as appointment_links
 from clinic.scheduling.models import Appointment
 
@@ -85,13 +83,9 @@ def build(row: Notification, *, now: datetime) -> EmailMessage:
             "address": location.address,
             "place_phone": location.phone,
             "manage_url": appointment_links.manage_url(appointment),
+            "instructions_waiting": row.kind == "procedure_notice"
+            or _instructions(row, appointment),
         }
-        step = _step(row, appointment)
-        context["instructions_waiting"] = row.kind == "procedure_notice" or bool(
-            step and step.instructions_waiting
-        )
-        if step and step.forms_if_incomplete and not _has_sent_the_form(appointment):
-            context["forms_url"] = config["BASE_URL"] + "/intake"
         subject = SUBJECTS[row.kind].format(
             when=when(appointment.start_at), clinic=config["CLINIC_NAME"]
         )
@@ -119,23 +113,10 @@ def build(row: Notification, *, now: datetime) -> EmailMessage:
     return msg
 
 
-def _step(row: Notification, appointment: Appointment) -> Step | None:
-    """The schedule's step that made this row (None for updates and cancellations)."""
+def _instructions(row: Notification, appointment: Appointment) -> bool:
     from clinic.notifications.services import schedule
 
     for step in schedule().steps(appointment.appointment_type.code):
         if step.kind == row.kind:
-            return step
-    return None
-
-
-def _has_sent_the_form(appointment: Appointment) -> bool:
-    """Whether the patient has a completed intake (a staff-booked patient may have none)."""
-    return db.session.scalar(
-        select(
-            exists().where(
-                ConsultationRequest.patient_id == appointment.patient_id,
-                ConsultationRequest.complete.is_(True),
-            )
-        )
-    )
+            return step.instructions_waiting
+    return False

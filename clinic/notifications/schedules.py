@@ -22,8 +22,6 @@ class Step:
     hours_before: float | None = None
     hours_after_no_show: float | None = None
     instructions_waiting: bool = False
-    # ask a patient who has not sent the new-patient form to fill it in before the visit
-    forms_if_incomplete: bool = False
 
 
 @dataclass(frozen=True)
