@@ -44,14 +44,22 @@ def claim_timeout() -> timedelta:
 
 
 def release_stale(now: datetime) -> int:
-    """Put claims older than the timeout back to pending (a row being sent stays locked and
-    is not touched: the UPDATE waits for it and then finds it sent)."""
+    """Put claims older than the timeout back to pending.
+
+    Rows someone holds are skipped, never waited for: a send in progress holds its row (and
+    will mark it sent), and so does a reschedule or cancel that is re-timing it. Waiting would
+    let this pass and such a transaction lock each other's rows in opposite orders.
+    """
+    stale = (
+        select(Notification.id)
+        .where(
+            Notification.status == Status.SENDING, Notification.claimed_at < now - claim_timeout()
+        )
+        .with_for_update(skip_locked=True)
+    )
     result = db.session.execute(
         update(Notification)
-        .where(
-            Notification.status == Status.SENDING,
-            Notification.claimed_at < now - claim_timeout(),
-        )
+        .where(Notification.id.in_(stale), Notification.status == Status.SENDING)
         .values(status=Status.PENDING, claimed_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )

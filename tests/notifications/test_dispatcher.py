@@ -10,9 +10,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from celery.signals import before_task_publish
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from clinic.extensions import db
 from clinic.followup.models import AutomationPause
@@ -108,6 +109,29 @@ def test_stuck_claims_are_released_after_the_timeout(patients, published):
     assert (result.released, result.claimed) == (2, 2)  # released and claimed again at once
     assert {r.claimed_at for r in status_of(ids).values()} == {later}
     assert sorted(p[1] for p in published) == sorted((i,) for i in ids)
+
+
+def test_release_skips_a_stale_claim_someone_holds_instead_of_waiting(patients, database_url):
+    """A send in progress (or a reschedule re-timing the row) holds it: the release leaves it
+    and takes it on a later pass, so the two never wait on each other's rows."""
+    held, free = make_rows(patients[0], 2, due=FIXED_NOW)
+    assert sorted(dispatcher.claim(FIXED_NOW)) == [held, free]
+    db.session.commit()
+    later = FIXED_NOW + dispatcher.claim_timeout() + timedelta(seconds=1)
+    with psycopg.connect(database_url) as other:
+        other.execute("SELECT id FROM notification WHERE id = %s FOR UPDATE", (held,))
+        # waiting would raise here instead of hanging the test
+        db.session.execute(text("SET LOCAL lock_timeout = '5s'"))
+        assert dispatcher.release_stale(later) == 1
+        db.session.commit()
+        assert {i: r.status for i, r in status_of([held, free]).items()} == {
+            held: "sending",
+            free: "pending",
+        }
+        other.rollback()
+    assert dispatcher.release_stale(later) == 1
+    db.session.commit()
+    assert status_of([held])[held].status == "pending"
 
 
 def test_the_claim_timeout_follows_the_settings(nctx):
