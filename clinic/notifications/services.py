@@ -134,17 +134,25 @@ def _reminder_due(appointment: Appointment, hours_before: float) -> datetime:
     )
 
 
-def _for_cause(cause_type: str, cause_id: int, *, lock: bool = False) -> list[Notification]:
-    query = (
+def _reminders_locked(appointment: Appointment, kinds: list[str]) -> list[Notification]:
+    """The appointment's reminder rows, locked in id order, oldest revision last per kind.
+
+    A send holds its row's lock until it has committed "sent" (sending.deliver), so this waits
+    for a reminder being sent and then reads what it left. Only reminders: waiting for the
+    confirmation or an update being sent would hold the appointment for nothing.
+    """
+    locked = db.session.scalars(
         select(Notification)
-        .where(Notification.cause_type == cause_type, Notification.cause_id == cause_id)
-        .order_by(Notification.kind, Notification.revision)
+        .where(
+            Notification.cause_type == APPOINTMENT,
+            Notification.cause_id == appointment.id,
+            Notification.kind.in_(kinds),
+        )
+        .order_by(Notification.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
-    if lock:
-        # A send holds its row's lock until it has committed "sent" (sending.deliver), so
-        # this waits for a send in progress and then reads what it left.
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return list(db.session.scalars(query))
+    return sorted(locked, key=lambda row: (row.kind, row.revision))
 
 
 def appointment_booked(appointment: Appointment, *, now: datetime) -> list[Notification]:
@@ -186,12 +194,13 @@ def _reminder(appointment: Appointment, step, *, now: datetime, revision: int) -
 def appointment_rescheduled(appointment: Appointment, *, now: datetime) -> list[Notification]:
     """Re-time the reminders still to come, and send the update (same UID, next SEQUENCE)."""
     rows = []
+    steps = [
+        s for s in schedule().steps(appointment.appointment_type.code) if s.hours_before is not None
+    ]
     latest: dict[str, Notification] = {}
-    for row in _for_cause(APPOINTMENT, appointment.id, lock=True):
+    for row in _reminders_locked(appointment, [step.kind for step in steps]):
         latest[row.kind] = row  # ordered by revision: the last one wins
-    for step in schedule().steps(appointment.appointment_type.code):
-        if step.hours_before is None:
-            continue
+    for step in steps:
         row = latest.get(step.kind)
         if row is not None and row.status in (Status.PENDING, Status.SKIPPED, Status.SENDING):
             # Not sent yet. A row still "sending" once its lock is ours was claimed but its

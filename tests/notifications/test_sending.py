@@ -290,12 +290,14 @@ def test_a_reschedule_racing_a_reminder_being_sent_adds_one_for_the_new_time(
 
 
 def wait_until_a_backend_waits_for_a_lock(database_url, attempts=600):
-    """Poll pg_stat_activity (no fixed sleep) until some backend of this database is blocked."""
+    """Poll pg_stat_activity (no fixed sleep) until a backend of this database is blocked on
+    a locking read of message rows (the reschedule's)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         for _ in range(attempts):
             waiting = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                " AND query ILIKE '%FROM notification%FOR UPDATE%'"
             ).fetchone()[0]
             if waiting:
                 return
