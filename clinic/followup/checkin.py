@@ -190,7 +190,9 @@ def stopped_by(timepoint: Timepoint) -> CheckIn | None:
     row = _latest(timepoint)
     if row is None or row.triage == Triage.ROUTINE:
         return None
-    return row if followup.open_pause(timepoint.patient_id) is not None else None
+    pause = followup.open_pause(timepoint.patient_id)
+    # a pause opened later is another red flag's; this one's was acknowledged already
+    return row if pause is not None and pause.created_at <= row.submitted_at else None
 
 
 def _ensure_not_stopped(timepoint: Timepoint) -> None:

@@ -267,6 +267,46 @@ def test_the_stop_holds_in_every_browser_until_staff_acknowledge(app, client, li
     assert rows(app, Timepoint, Timepoint.id == link["id"]["FU-W6"])[0].status == "completed"
 
 
+def test_a_browser_that_screened_first_cannot_answer_after_a_red_flag_elsewhere(app, link):
+    url = link["url"]["FU-W6"]
+    first, second = app.test_client(), app.test_client()
+    screened(first, url)  # a clear screen: the questions are open in this browser
+    assert "How you are doing" in first.get(url).get_data(as_text=True)
+    screened(second, url, rf_saddle_numbness="new")
+    assert first.post(f"{url}/answers", data=ANSWERS).status_code == 302
+    assert "Call 911" in first.get(url).get_data(as_text=True)
+    [row] = rows(app, CheckIn)
+    assert row.triage == "emergency" and row.scores == {}
+
+
+def test_an_acknowledged_red_flag_stays_acknowledged_when_another_point_raises_one(
+    app, link, make_staff
+):
+    from clinic.followup.services import acknowledge_pause
+    from clinic.models import StaffUser
+
+    nurse_id = make_staff("nurse")
+    week6, month3 = link["url"]["FU-W6"], link["url"]["FU-M3"]
+    screened(app.test_client(), week6, rf_fever="worsening")
+    with app.app_context():
+        [pause] = db.session.scalars(select(AutomationPause)).all()
+        acknowledge_pause(pause, actor=db.session.get(StaffUser, nurse_id), now=FIXED_NOW)
+        db.session.commit()
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=5)
+    try:
+        screened(app.test_client(), month3, rf_bowel="new")  # a new red flag, a new pause
+        assert count(app, AutomationPause, AutomationPause.acknowledged_at.is_(None)) == 1
+        client = app.test_client()
+        verified(client, week6)
+        page = client.get(week6).get_data(as_text=True)
+        assert "Safety questions" in page and "Please call our office today" not in page
+        other = app.test_client()
+        verified(other, month3)
+        assert "Call 911" in other.get(month3).get_data(as_text=True)
+    finally:
+        app.config["CLINIC_NOW"] = FIXED_NOW
+
+
 def test_a_longstanding_answer_does_not_fire(app, client, link):
     url = link["url"]["FU-W6"]
     screened(client, url, rf_bowel="longstanding")
