@@ -135,7 +135,7 @@ def _reminder_due(appointment: Appointment, hours_before: float) -> datetime:
 
 
 def _reminders_locked(appointment: Appointment, kinds: list[str]) -> list[Notification]:
-    """The appointment's reminder rows, locked in id order, oldest revision last per kind.
+    """The appointment's reminder rows, locked in id order, then sorted by kind and revision.
 
     A send holds its row's lock until it has committed "sent" (sending.deliver), so this waits
     for a reminder being sent and then reads what it left. Only reminders: waiting for the
