@@ -73,51 +73,62 @@ def rules_for(appointment_type: AppointmentType) -> av.SlotRules:
     )
 
 
+# The searches below run on every slot search and booking. Each is built once and bound per
+# call: building a SQLAlchemy expression costs more CPU than running it.
+
+
 @functools.cache
-def _statement(name: str, *, excluding: bool = False):
-    """The searches run on every slot search and booking, built once and bound per call
-    (building a SQLAlchemy expression costs more CPU than running it)."""
-    p = bindparam
-    if name == "occupied":
-        # start_at bounds let the (provider_id, start_at) index serve the search (no appointment
-        # with its buffers lasts a day); the occupied bounds keep only spans that can matter.
-        query = select(Appointment.occupied_start, Appointment.occupied_end).where(
-            Appointment.provider_id == p("provider_id"),
-            Appointment.start_at >= p("day_before"),
-            Appointment.start_at < p("day_after"),
-            Appointment.occupied_end > p("start"),
-            Appointment.occupied_start < p("end"),
-            Appointment.status.in_(ACTIVE_STATUSES),
-        )
-    elif name == "booked":
-        query = select(Appointment.start_at).where(
-            Appointment.provider_id == p("provider_id"),
-            Appointment.appointment_type_id == p("appointment_type_id"),
-            Appointment.start_at >= p("day_before"),
-            Appointment.start_at < p("day_after"),
-            Appointment.status.in_(ACTIVE_STATUSES),
-        )
-    elif name == "time_off":
-        return select(TimeOff.start_at, TimeOff.end_at).where(
-            TimeOff.provider_id == p("provider_id"),
-            TimeOff.end_at > p("start"),
-            TimeOff.start_at < p("end"),
-        )
-    elif name == "exceptions":
-        return select(ScheduleException).where(
-            ScheduleException.provider_id == p("provider_id"),
-            ScheduleException.day >= p("first"),
-            ScheduleException.day <= p("last"),
-        )
-    elif name == "closures":
-        return select(ClinicClosure).where(
-            ClinicClosure.location_id.in_(p("location_ids", expanding=True)),
-            ClinicClosure.day >= p("first"),
-            ClinicClosure.day <= p("last"),
-        )
-    else:
-        raise KeyError(name)
-    return query.where(Appointment.id != p("exclude_id")) if excluding else query
+def _occupied_query(excluding: bool):
+    # start_at bounds let the (provider_id, start_at) index serve the search (no appointment
+    # with its buffers lasts a day); the occupied bounds keep only spans that can matter.
+    query = select(Appointment.occupied_start, Appointment.occupied_end).where(
+        Appointment.provider_id == bindparam("provider_id"),
+        Appointment.start_at >= bindparam("day_before"),
+        Appointment.start_at < bindparam("day_after"),
+        Appointment.occupied_end > bindparam("start"),
+        Appointment.occupied_start < bindparam("end"),
+        Appointment.status.in_(ACTIVE_STATUSES),
+    )
+    return query.where(Appointment.id != bindparam("exclude_id")) if excluding else query
+
+
+@functools.cache
+def _booked_query(excluding: bool):
+    query = select(Appointment.start_at).where(
+        Appointment.provider_id == bindparam("provider_id"),
+        Appointment.appointment_type_id == bindparam("appointment_type_id"),
+        Appointment.start_at >= bindparam("day_before"),
+        Appointment.start_at < bindparam("day_after"),
+        Appointment.status.in_(ACTIVE_STATUSES),
+    )
+    return query.where(Appointment.id != bindparam("exclude_id")) if excluding else query
+
+
+@functools.cache
+def _time_off_query():
+    return select(TimeOff.start_at, TimeOff.end_at).where(
+        TimeOff.provider_id == bindparam("provider_id"),
+        TimeOff.end_at > bindparam("start"),
+        TimeOff.start_at < bindparam("end"),
+    )
+
+
+@functools.cache
+def _exceptions_query():
+    return select(ScheduleException).where(
+        ScheduleException.provider_id == bindparam("provider_id"),
+        ScheduleException.day >= bindparam("first"),
+        ScheduleException.day <= bindparam("last"),
+    )
+
+
+@functools.cache
+def _closures_query():
+    return select(ClinicClosure).where(
+        ClinicClosure.location_id.in_(bindparam("location_ids", expanding=True)),
+        ClinicClosure.day >= bindparam("first"),
+        ClinicClosure.day <= bindparam("last"),
+    )
 
 
 def _busy(
@@ -127,7 +138,7 @@ def _busy(
     [start, end): pass the reach of the spans being tested (slot starts widened by the
     type's buffers and duration), not only the range of the starts."""
     found = db.session.execute(
-        _statement("occupied", excluding=exclude_id is not None),
+        _occupied_query(exclude_id is not None),
         {
             "provider_id": provider_id,
             "day_before": start - timedelta(days=1),
@@ -139,7 +150,7 @@ def _busy(
     )
     spans = [av.Interval(a, b) for a, b in found]
     time_off = db.session.execute(
-        _statement("time_off"), {"provider_id": provider_id, "start": start, "end": end}
+        _time_off_query(), {"provider_id": provider_id, "start": start, "end": end}
     )
     spans += [av.Interval(a, b) for a, b in time_off]
     return spans
@@ -154,7 +165,7 @@ def _booked_per_day(
     exclude_id: int | None = None,
 ) -> dict[date, int]:
     found = db.session.execute(
-        _statement("booked", excluding=exclude_id is not None),
+        _booked_query(exclude_id is not None),
         {
             "provider_id": provider_id,
             "appointment_type_id": appointment_type_id,
@@ -178,10 +189,10 @@ def provider_schedules(provider: Provider, start: datetime, end: datetime):
         return {}
     first, last = (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()
     exceptions = db.session.scalars(
-        _statement("exceptions"), {"provider_id": provider.id, "first": first, "last": last}
+        _exceptions_query(), {"provider_id": provider.id, "first": first, "last": last}
     ).all()
     closures = db.session.scalars(
-        _statement("closures"), {"location_ids": list(by_location), "first": first, "last": last}
+        _closures_query(), {"location_ids": list(by_location), "first": first, "last": last}
     ).all()
     out = {}
     for location_id, windows in by_location.items():
