@@ -1,5 +1,6 @@
 """The back office: login and sessions, roles, the queue, request pages, the audit log."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,6 +31,33 @@ def test_login_page_and_wrong_password(app, client, make_staff):
     failed = events(app, "login_failed")
     assert len(failed) == 2 and failed[0].actor_id is not None and failed[1].actor_id is None
     assert all(e.outcome == "failure" for e in failed)
+
+
+def test_login_from_an_expired_page_says_why(app, database_url, smtp_server, make_staff):
+    """A login page that outlived its session cookie: the form says it expired, not nothing."""
+    from clinic import create_app
+    from tests.conftest import dispose, make_test_config
+
+    make_staff("nurse")
+    strict = create_app(make_test_config(database_url, smtp_server.port, WTF_CSRF_ENABLED=True))
+    try:
+        c = strict.test_client()
+        page = c.get("/staff/login").get_data(as_text=True)
+        token = re.search(r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', page)
+        c.delete_cookie("clinic_session")
+        data = {"email": "nurse@clinic.test", "password": STAFF_PASSWORD}
+        response = c.post("/staff/login", data={**data, "csrf_token": token.group(1)})
+        assert response.status_code == 400
+        assert "This page had expired" in response.get_data(as_text=True)
+        # the fresh form it came back with works
+        fresh = re.search(
+            r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"',
+            response.get_data(as_text=True),
+        )
+        again = c.post("/staff/login", data={**data, "csrf_token": fresh.group(1)})
+        assert again.status_code == 302
+    finally:
+        dispose(strict)
 
 
 def test_passwords_are_argon2id_at_owasp_strength(app, make_staff):
@@ -77,14 +105,44 @@ def test_idle_logout_after_15_minutes(app, client, login):
 
 
 def test_pages_reload_themselves_after_the_idle_limit(app, client, login):
-    """An idle tab reloads the back office: the server, not the page, decides the session is
-    over (a GET never logs anyone out, and activity in another tab keeps it alive)."""
+    """An idle tab reloads itself into a session check: the server, not the page, decides the
+    session is over (a GET never logs anyone out), and the check is not activity itself."""
     login("nurse")
-    page = client.get("/staff/requests").get_data(as_text=True)
-    assert 'http-equiv="refresh" content="905;url=/staff/"' in page
+    page = client.get("/staff/requests?status=all").get_data(as_text=True)
+    check = "/staff/session-check?next=/staff/requests?status%3Dall"
+    assert f'http-equiv="refresh" content="905;url={check}"' in page
     app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=15, seconds=5)
-    response = client.get("/staff/")
+    response = client.get("/staff/session-check?next=/staff/requests")
     assert response.status_code == 302 and "/staff/login" in response.location
+    assert "15 minutes" in client.get(response.location).get_data(as_text=True)
+
+
+def test_two_idle_tabs_do_not_keep_each_other_logged_in(app, client, login):
+    """Tab A loaded at 0, tab B at 1 minute, nobody touches either: A's automatic check at
+    15:05 finds the session live (B was used at 1:00) and says so without renewing it; its
+    next check, when B's 15 minutes are up, ends on the login page."""
+    login("front_desk")
+    client.get("/staff/requests")
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=1)
+    client.get("/staff/calendar/week")
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=15, seconds=5)
+    page = client.get("/staff/session-check?next=/staff/requests").get_data(as_text=True)
+    assert "You are still logged in" in page
+    assert 'href="/staff/requests"' in page
+    assert 'content="60;url=/staff/session-check?next=/staff/requests"' in page
+    with app.app_context():
+        [session] = db.session.scalars(select(StaffSession)).all()
+        assert session.last_seen_at == FIXED_NOW + timedelta(minutes=1)  # not renewed
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=16, seconds=5)
+    response = client.get("/staff/session-check?next=/staff/requests")
+    assert response.status_code == 302 and "/staff/login" in response.location
+
+
+def test_session_check_goes_back_only_to_the_back_office(client, login):
+    login("nurse")
+    for target in ("https://evil.example/", "//evil.example/staff/", "/intake"):
+        page = client.get("/staff/session-check", query_string={"next": target})
+        assert 'href="/staff/"' in page.get_data(as_text=True)
 
 
 def test_deactivated_user_is_logged_out(app, client, login):
@@ -283,6 +341,42 @@ def test_every_view_of_a_request_is_audited_and_admin_sees_who(app, client, logi
     assert f"Who looked at patient #{patient_id}" in page
     assert page.count("nurse@clinic.test (nurse)") == 2
     assert "view" in page
+
+
+def test_who_looked_at_this_patient_pages_through_every_event(
+    app, client, login, make_request, monkeypatch
+):
+    """Two years of follow-up make hundreds of events: the report pages, it never drops any."""
+    from clinic import audit
+    from clinic.staff import views
+
+    monkeypatch.setattr(views, "AUDIT_PAGE", 3)
+    request_id = make_request()
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+        for minutes in range(7):  # oldest first; two share a timestamp
+            audit.record(
+                "view",
+                resource_type="consultation_request",
+                resource_id=request_id,
+                patient_id=patient_id,
+                reason=f"look {min(minutes, 5)}",
+                now=FIXED_NOW + timedelta(minutes=min(minutes, 5)),
+            )
+        db.session.commit()
+        ids = db.session.scalars(
+            select(AuditEvent.id)
+            .where(AuditEvent.patient_id == patient_id)
+            .order_by(AuditEvent.ts.desc(), AuditEvent.id.desc())
+        ).all()
+    login("admin")
+    seen, url = [], f"/staff/audit?patient_id={patient_id}"
+    while url:
+        page = client.get(url).get_data(as_text=True)
+        seen += [int(i) for i in re.findall(r'data-event="(\d+)"', page)]
+        more = re.search(r'href="(/staff/audit\?[^"]*before=\d+[^"]*)"', page)
+        url = more.group(1).replace("&amp;", "&") if more else None
+    assert seen == ids and len(ids) >= 7
 
 
 def test_audit_log_is_append_only(app):

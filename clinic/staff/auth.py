@@ -24,8 +24,15 @@ def init_auth(app: Flask) -> None:
         idle = timedelta(minutes=current_app.config["STAFF_IDLE_MINUTES"])
         # Its own short transaction: refreshing last_seen_at must not commit the request's work.
         with Session(db.engine) as dbs, dbs.begin():
-            session = services.active_session(session_id, now=http.now(), idle=idle, dbs=dbs)
+            session = services.active_session(
+                session_id,
+                now=http.now(),
+                idle=idle,
+                dbs=dbs,
+                touch=request.endpoint != "staff.session_check",
+            )
             user_id = session.user_id if session else None
+            g.staff_last_seen_at = session.last_seen_at if session else None
         if user_id is None:
             g.staff_session_ended = True
             return None

@@ -23,7 +23,7 @@ from clinic.notifications import services as notifications
 from clinic.notifications.models import Notification, Status
 from clinic.staff.forms import ActionForm
 from clinic.staff.roles import can, require
-from clinic.staff.views import bp
+from clinic.staff.views import bp, safe_back
 
 PAGE_SIZE = 50
 RESENDABLE = {str(s) for s in notifications.RESENDABLE}
@@ -116,19 +116,6 @@ def patient_messages(patient_id: int):
         may_see_outcomes=can(current_user, "followup.outcomes"),
         **_template_args(),
     )
-
-
-def safe_back(target: str | None, default: str) -> str:
-    """Where to go after a POST: a back-office path of this site, else ``default``."""
-    if (
-        target
-        and target.startswith("/staff/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and len(target) <= 500
-    ):
-        return target
-    return default
 
 
 @bp.post("/messages/<int:notification_id>/resend")

@@ -156,11 +156,13 @@ def start_session(user: StaffUser, now: datetime) -> StaffSession:
 
 
 def active_session(
-    session_id: str, *, now: datetime, idle: timedelta, dbs=None
+    session_id: str, *, now: datetime, idle: timedelta, dbs=None, touch: bool = True
 ) -> StaffSession | None:
     """The session if it is live; an idle one is ended here for good.
 
     ``dbs`` lets the login check run in its own short transaction, apart from the request's.
+    ``touch=False`` checks without counting the request as activity (a page's automatic
+    idle check, which would otherwise keep a session alive with nobody at the desk).
     """
     dbs = dbs or db.session
     session = dbs.get(StaffSession, session_id)
@@ -169,7 +171,7 @@ def active_session(
     if session.last_seen_at < now - idle:
         end_session(session, "idle", now, dbs=dbs)
         return None
-    if now - session.last_seen_at > timedelta(seconds=30):
+    if touch and now - session.last_seen_at > timedelta(seconds=30):
         session.last_seen_at = now
     return session
 

@@ -12,9 +12,8 @@ from clinic.extensions import db
 from clinic.followup import services
 from clinic.followup.models import AutomationPause, StaffTask
 from clinic.staff.forms import NoteForm
-from clinic.staff.messages import safe_back
 from clinic.staff.roles import require
-from clinic.staff.views import bp
+from clinic.staff.views import bp, safe_back
 
 
 def _render_tasks(failed: NoteForm | None = None, failed_key: tuple | None = None, code=200):

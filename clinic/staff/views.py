@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from clinic import audit, http
 from clinic.errors import DomainError, ValidationFailed
@@ -18,7 +28,23 @@ from clinic.staff.forms import ActionForm, EditUserForm, LoginForm, NewUserForm,
 from clinic.staff.roles import ROLE_LABELS, can, require
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+
+def safe_back(target: str | None, default: str) -> str:
+    """A back-office path of this site to go back to, else ``default`` (no open redirect)."""
+    if (
+        target
+        and target.startswith("/staff/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and len(target) <= 500
+    ):
+        return target
+    return default
+
+
 PAGE_SIZE = 50
+AUDIT_PAGE = 500  # events per page of the audit log
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -42,6 +68,10 @@ def login():
         user.session_id = session.id
         login_user(user)
         return redirect(url_for(".home"))
+    if form.is_submitted() and form.csrf_token.errors:
+        # a page left open for hours, or restored after the browser dropped its cookie
+        form.password.errors.append("This page had expired. Please enter your password again.")
+        return render_template("staff/login.html", form=form), 400
     return render_template("staff/login.html", form=form)
 
 
@@ -69,6 +99,21 @@ def home():
     if can(current_user, "users.manage"):
         return redirect(url_for(".users"))
     abort(403)
+
+
+@bp.get("/session-check")
+@login_required
+def session_check():
+    """Where an idle page's automatic reload lands; it never counts as activity (auth.py).
+
+    Reached only while the session is live, that is, when this browser was used in another
+    tab: the page says so and checks again when the 15 minutes since that use run out.
+    """
+    back = safe_back(request.args.get("next"), url_for(".home"))
+    idle = current_app.config["STAFF_IDLE_MINUTES"] * 60
+    used_ago = (http.now() - g.staff_last_seen_at).total_seconds()
+    wait = int(max(idle - used_ago, 0)) + 5
+    return render_template("staff/session_check.html", back=back, wait=wait)
 
 
 @bp.get("/requests")
@@ -312,9 +357,24 @@ def audit_log():
     query = select(AuditEvent).order_by(AuditEvent.ts.desc(), AuditEvent.id.desc())
     if patient_id:
         query = query.where(AuditEvent.patient_id == patient_id)
-    rows = db.session.scalars(query.limit(500)).all()
+    before_id = request.args.get("before", type=int)
+    before = db.session.get(AuditEvent, before_id) if http.sane_id(before_id) else None
+    if before is not None:  # the next page: events older than the last one shown
+        query = query.where(
+            or_(
+                AuditEvent.ts < before.ts,
+                and_(AuditEvent.ts == before.ts, AuditEvent.id < before.id),
+            )
+        )
+    rows = db.session.scalars(query.limit(AUDIT_PAGE + 1)).all()
+    older = rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None
     return render_template(
-        "staff/audit.html", rows=rows, patient_id=patient_id, tz=http.clinic_tz()
+        "staff/audit.html",
+        rows=rows[:AUDIT_PAGE],
+        patient_id=patient_id,
+        paged=before is not None,
+        older=older,
+        tz=http.clinic_tz(),
     )
 
 
