@@ -130,12 +130,34 @@ def test_inactive_provider_and_a_second_procedure_the_same_day(
 
 
 def test_patient_search(client, login, patient_id, provider_id):
+    """The name search is posted: a patient's name never goes into a URL or an access log."""
     login("nurse")
-    found = client.get(f"{NEW}?q=okaf").get_data(as_text=True)
-    assert f'<option value="{patient_id}">Okafor, Margaret' in found
-    missing = client.get(f"{NEW}?q=Nobody").get_data(as_text=True)
+    page = client.get(NEW).get_data(as_text=True)
+    search = '<form method="post" action="/staff/procedures/new" class="filters" role="search"'
+    assert search in page
+    found = client.post(NEW, data={"q": "okaf", "find": "1"})
+    assert found.status_code == 200
+    text = found.get_data(as_text=True)
+    assert f'<option value="{patient_id}">Okafor, Margaret' in text
+    assert '<input type="hidden" name="q" value="okaf">' in text  # kept for the record form
+    assert "?q=" not in text and "Please check the form" not in text
+    missing = client.post(NEW, data={"q": "Nobody", "find": "1"}).get_data(as_text=True)
     assert "Okafor" not in missing
-    assert client.get(f"{NEW}?q=%25_%00" + "a" * 5000).status_code == 200
+    odd = client.post(NEW, data={"q": "%_\x00" + "a" * 5000, "find": "1"})
+    assert odd.status_code == 200
+
+
+def test_patient_list_is_audited(app, client, login, patient_id):
+    """The page lists patients by name and birth date, so showing it is an audited access."""
+    login("nurse")
+    client.get(NEW)
+    client.post(NEW, data={"q": "okaf", "find": "1"})
+    with app.app_context():
+        searches = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "search").order_by(AuditEvent.id)
+        ).all()
+    assert [e.reason for e in searches] == ["procedure form patient list"] * 2
+    assert all(e.resource_type == "patient" for e in searches)
 
 
 @pytest.mark.parametrize("role", ["front_desk", "billing", "admin"])

@@ -85,7 +85,8 @@ class ProcedureForm(FlaskForm):
 
 
 def _search_terms() -> list[str]:
-    raw = request.args.get("q", "").replace("\x00", "")[:100]
+    """The name search, posted (a patient's name never goes into a URL or an access log)."""
+    raw = request.form.get("q", "").replace("\x00", "")[:100]
     return [t for t in raw.replace(",", " ").split() if t][:4]
 
 
@@ -129,7 +130,8 @@ def _procedure_form() -> ProcedureForm:
 @require("followup.record")
 def record_procedure():
     form = _procedure_form()
-    if form.validate_on_submit():
+    searching = "find" in request.form
+    if not searching and form.validate_on_submit():
         try:
             procedure = services.record_procedure(
                 db.session.get(Patient, form.patient_id.data),
@@ -147,6 +149,17 @@ def record_procedure():
             db.session.commit()
             flash(f"Procedure recorded: {len(procedure.timepoints)} follow-up points.", "success")
             return redirect(url_for(".patient_followup", patient_id=procedure.patient_id))
+    if request.method == "GET" or searching:
+        # The form lists patients by name and birth date: an access like any other.
+        audit.record(
+            "search",
+            actor=current_user,
+            resource_type="patient",
+            reason="procedure form patient list",
+            client=http.client_meta(),
+            now=http.now(),
+        )
+        db.session.commit()
     code = 422 if form.errors else 200
     terms = " ".join(_search_terms())
     return render_template("staff/procedure_new.html", form=form, q=terms), code
