@@ -1,4 +1,7 @@
-"""Flask commands: create-staff, create-api-token, seed-demo, dispatch-notifications."""
+"""Flask commands.
+
+create-staff, create-api-token, revoke-api-tokens, seed-demo, dispatch-notifications.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from clinic.staff import services
 def register(app: Flask) -> None:
     app.cli.add_command(create_staff)
     app.cli.add_command(create_api_token)
+    app.cli.add_command(revoke_api_tokens)
     app.cli.add_command(seed_demo)
     app.cli.add_command(dispatch_notifications)
 
@@ -58,6 +62,22 @@ def create_api_token(email: str) -> None:
     token = services.create_api_token(user, now=utcnow())
     db.session.commit()
     click.echo(token)
+
+
+@click.command("revoke-api-tokens")
+@with_appcontext
+@click.argument("email")
+def revoke_api_tokens(email: str) -> None:
+    """Revoke every bearer token of a staff user (a leaked or unused token)."""
+    user = db.session.scalars(
+        select(StaffUser).where(func.lower(StaffUser.email) == email.strip().lower())
+    ).first()
+    if user is None:
+        click.echo(f"No staff user {email}.", err=True)
+        raise SystemExit(2)
+    count = services.revoke_api_tokens(user, actor=None, now=utcnow())
+    db.session.commit()
+    click.echo(f"Revoked {count} token{'' if count == 1 else 's'} of {user.email}.")
 
 
 @click.command("seed-demo")

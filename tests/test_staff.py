@@ -431,6 +431,49 @@ def test_cli_create_staff_and_api_token(app):
     assert runner.invoke(args=["create-api-token", "nobody@clinic.test"]).exit_code == 2
 
 
+def test_api_tokens_can_be_revoked(app, client, login, make_staff):
+    """From the CLI and the users page; switching an account off revokes them for good."""
+    from clinic.staff import services
+
+    user_id = make_staff("physician", email="dr.api@clinic.test")
+
+    def new_token():
+        with app.app_context():
+            token = services.create_api_token(db.session.get(StaffUser, user_id), now=FIXED_NOW)
+            db.session.commit()
+        return {"Authorization": f"Bearer {token}"}
+
+    def works(headers):
+        return client.get("/api/v1/appointments", headers=headers).status_code != 401
+
+    first = new_token()
+    assert works(first)
+    result = app.test_cli_runner().invoke(args=["revoke-api-tokens", "Dr.API@clinic.test"])
+    assert result.exit_code == 0 and "Revoked 1 token" in result.output
+    assert not works(first)
+    assert app.test_cli_runner().invoke(args=["revoke-api-tokens", "x@y.test"]).exit_code == 2
+
+    second = new_token()
+    login("admin")
+    page = client.get("/staff/users").get_data(as_text=True)
+    assert "Revoke the API tokens of dr.api@clinic.test" in page
+    response = client.post(f"/staff/users/{user_id}/revoke-tokens")
+    assert response.status_code == 302 and not works(second)
+
+    third = new_token()
+    client.post(f"/staff/users/{user_id}", data={"role": "physician"})  # switched off
+    client.post(f"/staff/users/{user_id}", data={"role": "physician", "active": "y"})
+    assert not works(third)  # back on, but the old token stays dead
+    revoked = [e for e in events(app, "delete") if e.resource_type == "api_token"]
+    assert len(revoked) == 3
+
+
+def test_only_admins_revoke_tokens(client, login, make_staff):
+    user_id = make_staff("physician", email="dr.api@clinic.test")
+    login("nurse")
+    assert client.post(f"/staff/users/{user_id}/revoke-tokens").status_code == 403
+
+
 def test_seed_demo(app):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed-demo"])

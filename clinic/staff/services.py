@@ -106,6 +106,8 @@ def update_staff(
     user.role, user.active = role, active
     if changed:
         end_all_sessions(user, "account_changed", now)
+        if not active:  # switching an account back on must not revive its old tokens
+            revoke_api_tokens(user, actor=actor, now=now)
         audit.record(
             "permission_change",
             actor=actor,
@@ -213,6 +215,30 @@ def create_api_token(user: StaffUser, *, now: datetime) -> str:
     audit.record("create", actor=user, resource_type="api_token", now=now)
     db.session.flush()
     return token
+
+
+def revoke_api_tokens(user: StaffUser, *, actor: StaffUser | None, now: datetime) -> int:
+    """Revoke every live bearer token of the user; returns how many there were."""
+    tokens = db.session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ).all()
+    for token in tokens:
+        token.revoked_at = now
+        audit.record(
+            "delete", actor=actor, resource_type="api_token", resource_id=token.id, now=now
+        )
+    db.session.flush()
+    return len(tokens)
+
+
+def live_token_counts() -> dict[int, int]:
+    """Live bearer tokens per user id (for the users page)."""
+    rows = db.session.execute(
+        select(ApiToken.user_id, func.count())
+        .where(ApiToken.revoked_at.is_(None))
+        .group_by(ApiToken.user_id)
+    )
+    return dict(rows.all())
 
 
 def user_for_token(token: str) -> StaffUser | None:

@@ -323,7 +323,12 @@ def users():
             return redirect(url_for(".users"))
     rows = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
     return render_template(
-        "staff/users.html", rows=rows, form=form, roles=ROLE_LABELS, edit_form=EditUserForm()
+        "staff/users.html",
+        rows=rows,
+        tokens=services.live_token_counts(),
+        form=form,
+        roles=ROLE_LABELS,
+        edit_form=EditUserForm(),
     ), 422 if form.errors else 200
 
 
@@ -345,6 +350,19 @@ def edit_user(user_id: int):
         return redirect(url_for(".users"))
     db.session.commit()
     flash("Saved.", "success")
+    return redirect(url_for(".users"))
+
+
+@bp.post("/users/<int:user_id>/revoke-tokens")
+@login_required
+@require("users.manage")
+def revoke_user_tokens(user_id: int):
+    user = db.session.get(StaffUser, user_id) or abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    count = services.revoke_api_tokens(user, actor=current_user, now=http.now())
+    db.session.commit()
+    flash(f"Revoked {count} API token{'' if count == 1 else 's'} of {user.email}.", "success")
     return redirect(url_for(".users"))
 
 
