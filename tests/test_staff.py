@@ -153,6 +153,20 @@ def test_deactivated_user_is_logged_out(app, client, login):
     assert client.get("/staff/requests").status_code == 302
 
 
+def test_a_session_ended_by_an_account_change_says_so(app, client, login, make_staff):
+    login("nurse")
+    with app.app_context():
+        nurse_id = db.session.scalars(select(StaffUser.id)).one()
+    admin = app.test_client()
+    make_staff("admin")
+    admin.post("/staff/login", data={"email": "admin@clinic.test", "password": STAFF_PASSWORD})
+    admin.post(f"/staff/users/{nurse_id}", data={"role": "physician", "active": "y"})
+    response = client.get("/staff/requests")
+    assert response.status_code == 302
+    page = client.get(response.location).get_data(as_text=True)
+    assert "An administrator changed your account" in page and "15 minutes" not in page
+
+
 def test_queue_sorted_by_urgency_then_age(app, client, login, make_request):
     old_routine = make_request(now=FIXED_NOW - timedelta(days=3))
     new_routine = make_request(now=FIXED_NOW - timedelta(hours=1))

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from clinic import http
 from clinic.extensions import db, login_manager
-from clinic.models import StaffUser
+from clinic.models import StaffSession, StaffUser
 from clinic.staff import services
 
 
@@ -33,8 +33,10 @@ def init_auth(app: Flask) -> None:
             )
             user_id = session.user_id if session else None
             g.staff_last_seen_at = session.last_seen_at if session else None
+            if session is None:
+                ended = dbs.get(StaffSession, session_id)
+                g.staff_session_ended = (ended.end_reason if ended else None) or "gone"
         if user_id is None:
-            g.staff_session_ended = True
             return None
         user = db.session.get(StaffUser, user_id)
         user.session_id = session_id
@@ -46,12 +48,18 @@ def init_auth(app: Flask) -> None:
 
         if request.path.startswith("/api/"):
             return jsonify({"error": "unauthorized"}), 401
-        if g.get("staff_session_ended"):
+        reason = g.get("staff_session_ended")
+        if reason == "idle":
+            minutes = current_app.config["STAFF_IDLE_MINUTES"]
             flash(
-                "You were logged out. After 15 minutes without activity we log you out to "
-                "protect patients' information.",
+                f"You were logged out. After {minutes} minutes without activity we log you out "
+                "to protect patients' information.",
                 "info",
             )
+        elif reason == "account_changed":
+            flash("An administrator changed your account. Please log in again.", "info")
+        elif reason:
+            flash("You were logged out. Please log in again.", "info")
         return redirect(url_for("staff.login"))
 
 
