@@ -111,6 +111,25 @@ def test_patient_log_is_audited_and_unknown_patient_is_404(app, client, login, p
     assert client.get("/staff/patients/999999/messages").status_code == 404
 
 
+def test_api_message_list_is_audited_as_a_view(app, client, make_staff, patient_messages):
+    """A read of a patient's messages through the API is a `view` like the page's."""
+    from clinic.models import StaffUser
+    from clinic.staff import services
+
+    user_id = make_staff("front_desk")
+    with app.app_context():
+        token = services.create_api_token(db.session.get(StaffUser, user_id), now=FIXED_NOW)
+        db.session.commit()
+    patient_id = patient_messages["patient"]
+    response = client.get(
+        f"/api/v1/patients/{patient_id}/notifications",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200
+    [view] = audit_events(app, action="view", resource_type="notification")
+    assert view.patient_id == patient_id and view.actor_id == user_id
+
+
 def test_front_desk_gets_no_outcomes_link(client, login, patient_messages):
     login("front_desk")
     text = client.get(f"/staff/patients/{patient_messages['patient']}/messages").get_data(

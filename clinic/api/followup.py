@@ -101,7 +101,7 @@ def patient_notifications(patient_id: int):
         abort(404)
     rows = notifications.for_patient(patient_id)
     audit.record(
-        "read",
+        "view",
         actor=user,
         patient_id=patient_id,
         resource_type="notification",
