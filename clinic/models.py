@@ -127,7 +127,10 @@ class AuditEvent(db.Model):
     """Append-only: database triggers refuse UPDATE and DELETE (see the migration)."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_patient_ts", "patient_id", "ts"),)
+    __table_args__ = (
+        Index("ix_audit_event_patient_ts", "patient_id", "ts"),
+        Index("ix_audit_event_resource", "resource_type", "resource_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ts: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -393,6 +393,43 @@ def test_who_looked_at_this_patient_pages_through_every_event(
     assert seen == ids and len(ids) >= 7
 
 
+def test_who_looked_includes_views_from_before_the_patient_record(app, client, login):
+    """An emergency answer saves the request before there is a patient; a nurse opening it
+    then is an access to that patient once the form is finished, and the report shows it."""
+    from zoneinfo import ZoneInfo
+
+    from clinic.intake import schema, services
+    from clinic.intake.rules import load_rules
+    from tests.conftest import example_values
+
+    tz, rules = ZoneInfo("America/New_York"), load_rules("")
+    with app.app_context():
+        partial = services.save_partial(
+            {"rf_bowel": "new"}, source="patient", rules=rules, now=FIXED_NOW, tz=tz
+        )
+        db.session.commit()
+        request_id = partial.id
+    login("nurse")
+    assert client.get(f"/staff/requests/{request_id}").status_code == 200
+    with app.app_context():
+        values, _ = schema.from_json(example_values(rf_bowel="new"))
+        done = services.submit_request(
+            values,
+            source="patient",
+            rules=rules,
+            now=FIXED_NOW,
+            tz=tz,
+            existing=db.session.get(ConsultationRequest, request_id),
+        )
+        db.session.commit()
+        patient_id = done.patient_id
+    client.post("/staff/logout")
+    login("admin")
+    page = client.get(f"/staff/audit?patient_id={patient_id}").get_data(as_text=True)
+    assert "nurse@clinic.test (nurse)" in page
+    assert f"consultation_request #{request_id}" in page
+
+
 def test_audit_log_is_append_only(app):
     from clinic import audit
 

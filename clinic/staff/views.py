@@ -14,7 +14,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, cast, or_, select
 
 from clinic import audit, http
 from clinic.errors import DomainError, ValidationFailed
@@ -374,7 +374,20 @@ def audit_log():
     patient_id = patient_id if http.sane_id(patient_id) else None
     query = select(AuditEvent).order_by(AuditEvent.ts.desc(), AuditEvent.id.desc())
     if patient_id:
-        query = query.where(AuditEvent.patient_id == patient_id)
+        # with the views of the patient's requests from before they had a patient record
+        requests = select(cast(ConsultationRequest.id, String)).where(
+            ConsultationRequest.patient_id == patient_id
+        )
+        query = query.where(
+            or_(
+                AuditEvent.patient_id == patient_id,
+                and_(
+                    AuditEvent.patient_id.is_(None),
+                    AuditEvent.resource_type == ConsultationRequest.__tablename__,
+                    AuditEvent.resource_id.in_(requests),
+                ),
+            )
+        )
     before_id = request.args.get("before", type=int)
     before = db.session.get(AuditEvent, before_id) if http.sane_id(before_id) else None
     if before is not None:  # the next page: events older than the last one shown
