@@ -48,6 +48,10 @@ class SlotUnavailable(DomainError):
     """The time is taken (or no longer offered); answer 409."""
 
 
+class DailyCapReached(SlotUnavailable):
+    """The type's per-day cap for this provider is reached that day; answer 409."""
+
+
 class AlreadyBooked(DomainError):
     """This intake request already has a live appointment: use its manage link."""
 
@@ -277,7 +281,7 @@ def _offered(appointment_type, provider, start, now, exclude_id=None) -> FoundSl
     return None
 
 
-def _staff_location(provider: Provider, start: datetime, end: datetime) -> int | None:
+def staff_location(provider: Provider, start: datetime, end: datetime) -> int | None:
     """The location where the provider works over [start, end), ignoring notice and grid."""
     for location_id, (windows, overrides) in provider_schedules(provider, start, end).items():
         tz = ZoneInfo(db.session.get(Location, location_id).timezone)
@@ -314,6 +318,31 @@ def _flush_or_conflict() -> None:
         raise
 
 
+def _check_daily_cap(
+    provider: Provider,
+    appointment_type: AppointmentType,
+    start: datetime,
+    location_id: int,
+    exclude_id: int | None,
+) -> None:
+    """Staff skip the notice and the grid, not the per-day cap (counted in the location's
+    local day, as the slot search does); DailyCapReached past it."""
+    cap = appointment_type.daily_cap
+    if cap is None:
+        return
+    tz = ZoneInfo(db.session.get(Location, location_id).timezone)
+    day = start.astimezone(tz).date()
+    midnight = datetime.combine(day, time(0), tzinfo=tz)
+    booked = _booked_per_day(
+        provider.id, appointment_type.id, midnight, midnight + timedelta(days=1), tz, exclude_id
+    )
+    if booked.get(day, 0) >= cap:
+        raise DailyCapReached(
+            f"The day's cap of {cap} {appointment_type.name} appointments with {provider.name} "
+            "is reached."
+        )
+
+
 def _where(
     provider: Provider,
     appointment_type: AppointmentType,
@@ -328,12 +357,15 @@ def _where(
         raise ValidationFailed({"start": ["Give the time with its offset."]})
     if staff:
         # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
-        # but not over time off (the database guard covers appointments only).
+        # but not over time off (the database guard covers appointments only) nor past the
+        # type's per-day cap.
         end = start + timedelta(minutes=appointment_type.duration_minutes)
         rules = rules_for(appointment_type)
         span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)
         taken = _busy(provider.id, span.start, span.end, exclude_id)
-        location_id = None if taken else _staff_location(provider, start, end)
+        location_id = None if taken else staff_location(provider, start, end)
+        if location_id is not None:
+            _check_daily_cap(provider, appointment_type, start, location_id, exclude_id)
     else:
         slot = _offered(appointment_type, provider, start, now, exclude_id)
         location_id = slot.location_id if slot else None
@@ -354,7 +386,8 @@ def book_appointment(
     consultation_request_id: int | None = None,
     client: dict | None = None,
 ) -> Appointment:
-    """Book a slot. Patients get offered slots only; staff any time within working hours."""
+    """Book a slot. Patients get offered slots only; staff any time within working hours, up
+    to the type's per-day cap."""
     staff = actor is not None
     if not staff and not appointment_type.patient_bookable:
         raise ValidationFailed({"appointment_type": ["This kind of visit is booked by staff."]})

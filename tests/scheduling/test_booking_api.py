@@ -220,6 +220,64 @@ def test_staff_api_needs_a_token_and_a_role(client, schedule, staff_token):
     assert bogus.status_code == 401
 
 
+def test_staff_api_keeps_the_daily_cap(app, client, schedule, staff_token):
+    """Staff bookings and moves skip the notice and the grid, not the type's per-day cap
+    (counted per provider and day, without the appointment being moved)."""
+    from clinic.scheduling.models import AppointmentType
+
+    with app.app_context():
+        db.session.get(AppointmentType, schedule["types"]["procedure"]).daily_cap = 2
+        db.session.commit()
+    headers = staff_token("front_desk")
+    patel, brennan = schedule["providers"]
+
+    def book(start, provider=patel, patient=0):
+        body = {
+            "patient_id": schedule["patients"][patient],
+            "appointment_type": "procedure",
+            "provider_id": provider,
+            "start": start,
+        }
+        return client.post(BOOK, headers=headers, json=body)
+
+    first = book("2026-12-15T08:00:00-05:00")
+    assert first.status_code == 201
+    assert book("2026-12-15T10:00:00-05:00", patient=1).status_code == 201
+    third = book("2026-12-15T13:30:00-05:00", patient=2)
+    assert third.status_code == 409 and third.get_json() == {"error": "slot_unavailable"}
+    assert book("2026-12-15T13:30:00-05:00", provider=brennan, patient=2).status_code == 201
+    next_day = book("2026-12-16T08:00:00-05:00", patient=3)
+    assert next_day.status_code == 201
+    url = f"{BOOK}/{next_day.get_json()['id']}/reschedule"
+    onto = client.post(url, headers=headers, json={"start": "2026-12-15T15:00:00-05:00"})
+    assert onto.status_code == 409
+    own = f"{BOOK}/{first.get_json()['id']}/reschedule"
+    within = client.post(own, headers=headers, json={"start": "2026-12-15T15:00:00-05:00"})
+    assert within.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "value"),
+    [
+        (SLOTS, "\u00b2"),  # "\u00b2".isdigit() is True, int("\u00b2") raises
+        (BOOK, "\u00b2"),
+        (BOOK, "9" * 20),  # past the int column
+        (BOOK, "abc"),  # was silently ignored: the whole list came back
+    ],
+)
+def test_a_provider_id_that_is_not_an_id_is_a_field_error(
+    client, schedule, staff_token, url, value
+):
+    query = {"start": "2026-11-25", "end": "2026-11-25", "provider_id": value}
+    response = client.get(
+        url,
+        headers=staff_token("front_desk"),
+        query_string=query | ({"appointment_type": "consultation"} if url == SLOTS else {}),
+    )
+    assert response.status_code == 422
+    assert response.get_json() == {"errors": {"provider_id": ["Must be a provider id."]}}
+
+
 def _race(app, bodies, headers=None) -> list[int]:
     """POST every body at the same moment from its own thread; the status codes."""
     barrier = threading.Barrier(len(bodies))

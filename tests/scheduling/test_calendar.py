@@ -370,6 +370,63 @@ def test_booking_form_validation(app, client, login, schedule):
         assert db.session.scalars(select(Appointment)).all() == []
 
 
+def test_ids_that_are_not_ascii_numbers_are_field_errors(app, client, login, schedule, book):
+    """ "\u00b2".isdigit() is True but int("\u00b2") raises: the booking and move forms answer
+    with the field's message, not a 500."""
+    appointment_id = book(ny(2026, 11, 25, 9, 0))
+    login("front_desk")
+    new = client.post(
+        "/staff/calendar/new", data=new_form(schedule, patient_id="\u00b2", provider_id="\u00b2")
+    )
+    assert new.status_code == 422
+    page = new.get_data(as_text=True)
+    assert "Choose the patient." in page and "Choose the provider." in page
+    move = client.post(
+        f"/staff/appointments/{appointment_id}/move",
+        data={"start": "2026-11-27T09:00", "provider_id": "\u00b2"},
+    )
+    assert move.status_code == 422
+    assert "Choose a provider from the list." in move.get_data(as_text=True)
+    assert get_appointment(app, appointment_id).start_at == ny(2026, 11, 25, 9, 0)
+
+
+def test_the_daily_cap_holds_for_staff_too(app, client, login, schedule, book):
+    """Staff skip the notice and the grid, not the type's per-day cap: booking or moving past
+    it is refused with a message naming the cap, per provider and clinic-local day."""
+    with app.app_context():
+        db.session.get(AppointmentType, schedule["types"]["procedure"]).daily_cap = 2
+        db.session.commit()
+    first = book(ny(2026, 12, 15, 8, 0), code="procedure", patient=0)
+    book(ny(2026, 12, 15, 10, 0), code="procedure", patient=1)
+    later = book(ny(2026, 12, 16, 8, 0), code="procedure", patient=2)
+    login("front_desk")
+    capped = "The day&#39;s cap of 2 Procedure appointments with Dr. Anika Patel is reached."
+
+    third = client.post(
+        "/staff/calendar/new",
+        data=new_form(schedule, appointment_type="procedure", start="2026-12-15T13:30"),
+    )
+    assert third.status_code == 409
+    assert f"{capped} Choose another time or provider." in third.get_data(as_text=True)
+    onto = client.post(f"/staff/appointments/{later}/move", data={"start": "2026-12-15T15:00"})
+    assert onto.status_code == 409 and capped in onto.get_data(as_text=True)
+    assert get_appointment(app, later).start_at == ny(2026, 12, 16, 8, 0)
+    # Within the day, an appointment does not count against itself.
+    within = client.post(f"/staff/appointments/{first}/move", data={"start": "2026-12-15T15:00"})
+    assert within.status_code == 302
+    # The cap is per provider.
+    other = client.post(
+        "/staff/calendar/new",
+        data=new_form(
+            schedule,
+            appointment_type="procedure",
+            provider_id=schedule["providers"][1],
+            start="2026-12-15T13:30",
+        ),
+    )
+    assert other.status_code == 302
+
+
 # -- one appointment: move, cancel, status ------------------------------------------------------
 
 
