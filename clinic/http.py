@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, current_app, request
 from werkzeug.routing import IntegerConverter
 
-from clinic.limits import sane_id, sane_moment  # noqa: F401  (for the views)
+from clinic.limits import MAX_ID, parse_id, sane_id, sane_moment  # noqa: F401  (for the views)
 from clinic.models import utcnow
 
 CSP = (
@@ -22,7 +22,7 @@ class BoundedIntConverter(IntegerConverter):
     """`<int:id>` that only matches ids the database can hold (others are a plain 404)."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
 

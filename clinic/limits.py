@@ -1,6 +1,9 @@
 """Bounds on what users may type: ids and dates the database and date maths can hold."""
 
+import re
+
 MAX_ID = 2**31 - 1  # the database's integer ids; larger numbers overflow some drivers
+_ID_TEXT = re.compile(r"[0-9]{1,10}")  # ASCII only: "²".isdigit() is True, int("²") raises
 
 
 def sane_moment(moment) -> bool:
@@ -10,3 +13,11 @@ def sane_moment(moment) -> bool:
 
 def sane_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
+def parse_id(raw) -> int | None:
+    """An id from a query string, form or JSON: ASCII digits (or an int) in the database's
+    range, else None."""
+    if isinstance(raw, str) and _ID_TEXT.fullmatch(raw.strip()):
+        raw = int(raw.strip())
+    return raw if sane_id(raw) else None

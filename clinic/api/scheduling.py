@@ -66,6 +66,15 @@ def _provider(provider_id, field="provider_id") -> Provider:
     return provider
 
 
+def _provider_id_arg() -> int | None:
+    """?provider_id= as an id (None when absent); 422 for anything else."""
+    raw = request.args.get("provider_id")
+    provider_id = http.parse_id(raw)
+    if raw is not None and provider_id is None:
+        raise ValidationFailed({"provider_id": ["Must be a provider id."]})
+    return provider_id
+
+
 def appointment_json(appointment: Appointment, *, with_manage_url: bool = False) -> dict:
     """An appointment as JSON; the manage link (a capability) only for the patient's own answer."""
     tz = http.clinic_tz()
@@ -123,12 +132,12 @@ def slots():
         errors["end"] = ["end must be after start."]
     elif end - start > timedelta(days=MAX_SEARCH_DAYS):
         errors["end"] = [f"Search at most {MAX_SEARCH_DAYS} days at a time."]
-    provider_id, provider = args.get("provider_id"), None
-    if provider_id is not None:
-        if not provider_id.isdigit() or len(provider_id) > 10:
-            errors["provider_id"] = ["Must be a provider id."]
-        else:
-            provider = _provider(int(provider_id))
+    provider = None
+    try:
+        provider_id = _provider_id_arg()
+        provider = _provider(provider_id) if provider_id is not None else None
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
     if errors:
         raise ValidationFailed(errors)
     found = services.search_slots(appointment_type, start, end, now=http.now(), provider=provider)
@@ -210,7 +219,7 @@ def list_appointments():
     user = staff_or_abort("appointments.view")
     start = parse_moment(request.args.get("start"), "start")
     end = parse_moment(request.args.get("end"), "end", end_of_day=True)
-    provider_id = request.args.get("provider_id", type=int)
+    provider_id = _provider_id_arg()
     rows = services.appointments_between(
         start, end, provider_id=provider_id, status=request.args.get("status") or None
     )

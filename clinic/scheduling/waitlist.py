@@ -41,7 +41,8 @@ class FreedSlot:
 
 
 def _still_free(appointment: Appointment) -> bool:
-    """No active appointment and no time off of the provider over the occupied span."""
+    """No active appointment and no time off of the provider over the occupied span, and the
+    provider still works then (hours, schedule exceptions, clinic closures)."""
     overlapping = exists().where(
         Appointment.provider_id == appointment.provider_id,
         Appointment.status.in_(ACTIVE_STATUSES),
@@ -53,7 +54,11 @@ def _still_free(appointment: Appointment) -> bool:
         TimeOff.start_at < appointment.occupied_end,
         TimeOff.end_at > appointment.occupied_start,
     )
-    return not db.session.scalar(select(overlapping | time_off))
+    if db.session.scalar(select(overlapping | time_off)):
+        return False
+    end = appointment.start_at + timedelta(minutes=appointment.appointment_type.duration_minutes)
+    # what staff booking checks (services._where), so an offered slot can be booked
+    return services.staff_location(appointment.provider, appointment.start_at, end) is not None
 
 
 def freed_slots(now: datetime) -> list[FreedSlot]:

@@ -187,7 +187,8 @@ def _load(appointment_id: int) -> Appointment:
 
 
 def _by_id(model, raw: str):
-    return db.session.get(model, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+    ident = http.parse_id(raw)
+    return db.session.get(model, ident) if ident is not None else None
 
 
 def _audit_view(reason: str, **kwargs) -> None:

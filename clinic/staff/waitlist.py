@@ -33,22 +33,14 @@ from clinic.staff.roles import can, require
 from clinic.staff.views import bp
 
 
-def _int_or_none(value) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
 def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
 class WaitlistForm(FlaskForm):
-    patient_id = SelectField("Patient", coerce=_int_or_none, validate_choice=False)
-    appointment_type_id = SelectField("Kind of visit", coerce=_int_or_none, validate_choice=False)
-    provider_id = SelectField("Provider", coerce=_int_or_none, validate_choice=False)
+    patient_id = SelectField("Patient", coerce=http.parse_id, validate_choice=False)
+    appointment_type_id = SelectField("Kind of visit", coerce=http.parse_id, validate_choice=False)
+    provider_id = SelectField("Provider", coerce=http.parse_id, validate_choice=False)
     note = TextAreaField(
         "Note (optional)",
         filters=[_strip],
@@ -217,7 +209,8 @@ def book_from_waitlist(entry_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     start = _posted_start()
-    provider = db.session.get(Provider, request.form.get("provider_id", type=int) or 0)
+    provider_id = http.parse_id(request.form.get("provider_id"))
+    provider = db.session.get(Provider, provider_id) if provider_id else None
     if start is None or provider is None:
         abort(400)
     entry = _waiting_entry(entry_id)
@@ -229,9 +222,9 @@ def book_from_waitlist(entry_id: int):
         appointment = waitlist_services.book_entry(
             entry, provider, start, actor=current_user, now=http.now(), client=http.client_meta()
         )
-    except waitlist_services.SlotPassed as exc:
+    except (waitlist_services.SlotPassed, services.DailyCapReached) as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(f"{exc} Nothing was booked.", "error")
         return redirect(url_for(".waitlist"))
     except services.SlotUnavailable:
         db.session.rollback()

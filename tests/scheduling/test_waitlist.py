@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -15,7 +15,9 @@ from clinic.scheduling.models import (
     Appointment,
     AppointmentStatus,
     AppointmentType,
+    ClinicClosure,
     Provider,
+    ScheduleException,
     TimeOff,
     WaitlistEntry,
 )
@@ -130,10 +132,13 @@ def test_add_an_entry_and_see_it_listed(app, client, schedule, login):
         ({"patient_id": ""}, "patient_id", "Choose a patient."),
         ({"patient_id": "99999999"}, "patient_id", "Choose a patient."),
         ({"patient_id": "abc"}, "patient_id", "Choose a patient."),
+        ({"patient_id": "\u00b2"}, "patient_id", "Choose a patient."),  # isdigit(), not int()
+        ({"patient_id": "9" * 20}, "patient_id", "Choose a patient."),  # past the int column
         ({"appointment_type_id": ""}, "appointment_type_id", "Choose a kind of visit."),
         ({"appointment_type_id": "99999"}, "appointment_type_id", "Choose a kind of visit."),
         ({"provider_id": "99999"}, "provider_id", "Choose a provider, or any provider."),
         ({"provider_id": "x"}, "provider_id", "Choose a provider, or any provider."),
+        ({"provider_id": "9" * 20}, "provider_id", "Choose a provider, or any provider."),
         ({"note": "x" * 301}, "note", "Use at most 300 characters."),
     ],
 )
@@ -237,6 +242,33 @@ def test_a_cancellation_frees_a_slot_offered_to_the_matching_patients(
     assert b"Offer this slot to" not in client.get(PAGE).data
 
 
+@pytest.mark.parametrize(
+    "not_working",
+    [
+        lambda s: ClinicClosure(location_id=s["location"], day=SLOT.date(), reason="Holiday"),
+        lambda s: ScheduleException(provider_id=s["providers"][0], day=SLOT.date(), reason="Off"),
+        lambda s: ScheduleException(
+            provider_id=s["providers"][0], day=SLOT.date(), start_time=time(13), end_time=time(17)
+        ),
+    ],
+    ids=["clinic-closed", "day-off", "afternoon-only"],
+)
+def test_a_freed_slot_the_provider_no_longer_works_is_not_offered(
+    app, client, schedule, login, booker, not_working
+):
+    """Closures and schedule exceptions added after the cancellation take the slot off the
+    list, as time off does: staff booking would refuse it anyway."""
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    cancel(app, booker, book(app, booker, p[0], schedule["providers"][0], SLOT))
+    login("front_desk")
+    assert b"Offer this slot to" in client.get(PAGE).data
+    with app.app_context():
+        db.session.add(not_working(schedule))
+        db.session.commit()
+    assert b"No freed slots right now." in client.get(PAGE).data
+
+
 def test_offering_books_the_slot_in_one_step(app, client, schedule, login, booker):
     patel = schedule["providers"][0]
     p = schedule["patients"]
@@ -304,12 +336,41 @@ def test_slot_taken_meanwhile_books_nothing(app, client, schedule, login, booker
         assert db.session.scalar(count) == 0
 
 
+def test_offering_a_slot_past_the_daily_cap_says_so(app, client, schedule, login, booker):
+    """Offering books through the staff path, which keeps the per-day cap: the page names the
+    cap instead of a generic refusal, and nothing is booked."""
+    patel = schedule["providers"][0]
+    p = schedule["patients"]
+    entry_id = add_entry(app, p[10], schedule["types"]["consultation"])
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+    book(app, booker, p[1], patel, SLOT + timedelta(hours=5))  # same day, 2 PM
+    with app.app_context():
+        db.session.get(AppointmentType, schedule["types"]["consultation"]).daily_cap = 1
+        db.session.commit()
+    login("front_desk")
+
+    response = client.post(
+        f"{PAGE}/{entry_id}/book", data={"start": SLOT.isoformat(), "provider_id": str(patel)}
+    )
+    assert response.status_code == 302
+    html = client.get(PAGE).get_data(as_text=True)
+    assert (
+        "The day&#39;s cap of 1 New-patient consultation appointments with Dr. Anika Patel "
+        "is reached. Nothing was booked." in html
+    )
+    assert entry(app, entry_id).status == "waiting"
+    with app.app_context():
+        count = select(func.count()).select_from(Appointment).where(Appointment.patient_id == p[10])
+        assert db.session.scalar(count) == 0
+
+
 @pytest.mark.parametrize(
     "form",
     [
         {"start": "2026-11-26T14:00:00", "provider_id": "P"},  # no offset
         {"start": "tomorrow", "provider_id": "P"},
         {"start": SLOT.isoformat(), "provider_id": "999999"},
+        {"start": SLOT.isoformat(), "provider_id": "9" * 20},  # past the int column
         {"start": SLOT.isoformat()},
         {"start": SLOT.isoformat(), "provider_id": "OTHER"},  # the entry waits for Patel
     ],
