@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -343,6 +343,22 @@ def _check_daily_cap(
         )
 
 
+def _lock_capped_type(provider: Provider, appointment_type: AppointmentType) -> None:
+    """Serialize the provider's bookings of a type with a per-day cap, until commit.
+
+    The database guard stops overlaps only: two bookings at different times of a day with one
+    place left would both see it free. On PostgreSQL a transaction lock per provider and type
+    makes the second wait for the first and then count it (a lock per day would need the day
+    in the location's zone, which is known only later). SQLite's transactions begin
+    IMMEDIATE, which serializes every booking already.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(:provider, :type)"),
+            {"provider": provider.id, "type": appointment_type.id},
+        )
+
+
 def _where(
     provider: Provider,
     appointment_type: AppointmentType,
@@ -355,6 +371,8 @@ def _where(
     """The location of a bookable start, or SlotUnavailable."""
     if start.tzinfo is None:
         raise ValidationFailed({"start": ["Give the time with its offset."]})
+    if appointment_type.daily_cap is not None:
+        _lock_capped_type(provider, appointment_type)
     if staff:
         # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
         # but not over time off (the database guard covers appointments only) nor past the

@@ -322,6 +322,40 @@ def test_32_simultaneous_bookings_of_one_slot(app, schedule, booking_token):
     assert len(_active(app, provider)) == 1
 
 
+@pytest.mark.parametrize("who", ["patients", "staff"])
+def test_simultaneous_bookings_at_different_times_keep_the_daily_cap(
+    app, client, schedule, booking_token, staff_token, who
+):
+    """One place left in the day: 8 bookings of 8 different free times of it at the same
+    moment; exactly one gets it (the database guard alone only stops overlaps)."""
+    from clinic.scheduling.models import AppointmentType
+
+    provider = schedule["providers"][0]
+    with app.app_context():
+        kind = db.session.scalars(select(AppointmentType).filter_by(code="consultation")).one()
+        kind.daily_cap = 1
+        db.session.commit()
+    query = {"appointment_type": "consultation", "provider_id": provider}
+    day = {"start": "2026-11-25", "end": "2026-11-25"}
+    offered = client.get(SLOTS, query_string=query | day).get_json()
+    starts = [slot["start"] for slot in offered][:8]
+    assert len(starts) == 8
+    patients = schedule["patients"]
+    bodies = [
+        {"appointment_type": "consultation", "provider_id": provider, "start": start}
+        | (
+            {"booking_token": booking_token(patients[i])}
+            if who == "patients"
+            else {"patient_id": patients[i]}
+        )
+        for i, start in enumerate(starts)
+    ]
+    headers = staff_token("front_desk") if who == "staff" else None
+    codes = _race(app, bodies, headers)
+    assert sorted(codes) == [201] + [409] * 7
+    assert len(_active(app, provider)) == 1
+
+
 def test_overlapping_slots_of_different_lengths(app, schedule, staff_token):
     """Staff book 32 overlapping spans of different types: exactly one wins."""
     headers = staff_token("front_desk")
