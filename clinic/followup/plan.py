@@ -62,15 +62,17 @@ def window(point: PlannedPoint, due: date) -> tuple[date, date]:
     return due - timedelta(days=point.window_before), due + timedelta(days=point.window_after)
 
 
-def resend_days(plan: Plan, point: PlannedPoint) -> list[int]:
-    """Re-sends that fall inside the timepoint's window."""
-    return [d for d in plan.resend_after_days if d <= point.window_after]
+def resend_days(plan: Plan, invited_on: date, window_end: date) -> list[date]:
+    """The days of the re-sends after an invitation on ``invited_on`` that fall inside the
+    window (counted from the invitation, which a late recording sends after the due day)."""
+    days = (invited_on + timedelta(days=d) for d in plan.resend_after_days)
+    return [day for day in days if day <= window_end]
 
 
-def task_after_days(plan: Plan, point: PlannedPoint) -> int:
-    """When a non-responder becomes a staff task: after the last re-send, by the window's end."""
-    resends = resend_days(plan, point)
-    return max(
-        min(plan.staff_task_after_days, point.window_after + 1),
-        (max(resends) + 1) if resends else 1,
-    )
+def task_day(plan: Plan, invited_on: date, window_end: date) -> date:
+    """When a non-responder becomes a staff task: after the last re-send, by the day after the
+    window's end."""
+    day = timedelta(days=1)
+    resends = resend_days(plan, invited_on, window_end)
+    by_end = min(invited_on + plan.staff_task_after_days * day, window_end + day)
+    return max(by_end, max(resends, default=invited_on) + day)

@@ -121,18 +121,19 @@ def _plan_point(procedure, plan, point, *, today: date, now: datetime) -> Timepo
         "cause_id": timepoint.id,
         "now": now,
     }
-    notifications.create(kind="checkin", due_at=_invite_at(due, now), routine=True, **common)
-    for number, days in enumerate(plans.resend_days(plan, point), start=1):
+    invite_at = _invite_at(due, now)
+    notifications.create(kind="checkin", due_at=invite_at, routine=True, **common)
+    # Re-sends and the staff task count from the invitation as sent: a late recording invites
+    # now, not on the due day, and must not send a re-send along with it.
+    invited_on = invite_at.astimezone(http.clinic_tz()).date()
+    for number, day in enumerate(plans.resend_days(plan, invited_on, end), start=1):
         notifications.create(
-            kind=f"checkin_resend_{number}",
-            due_at=_invite_at(due + timedelta(days=days), now),
-            routine=True,
-            **common,
+            kind=f"checkin_resend_{number}", due_at=_invite_at(day, now), routine=True, **common
         )
     notifications.create(
         kind="checkin_no_response",
         channel="task",
-        due_at=_invite_at(due + timedelta(days=plans.task_after_days(plan, point)), now),
+        due_at=_invite_at(plans.task_day(plan, invited_on, end), now),
         **common,
     )
     if point.visit:

@@ -420,3 +420,30 @@ def test_procedure_rows_roll_back_with_a_refused_recording(napp, clinic, headers
     assert future.status_code == 422
     with napp.app_context():
         assert db.session.scalar(select(func.count(Notification.id))) == count
+
+
+def test_a_late_recording_times_re_sends_from_the_invitation(napp, clinic, headers):
+    """Recorded 45 days after the date of service (Oct 10): the 6-week point (due Nov 21,
+    window to Nov 28) is invited now, so its re-sends count from today, not from Nov 21; the
+    +7 one would fall after the window and is dropped; the staff task stays after the window."""
+    from clinic.followup.models import Timepoint
+
+    response = _record(napp.test_client(), headers, clinic, "2026-10-10")
+    assert response.status_code == 201, response.get_json()
+    with napp.app_context():
+        week6 = db.session.scalar(select(Timepoint).where(Timepoint.code == "FU-W6"))
+        assert (week6.due_on, week6.window_end) == (date(2026, 11, 21), date(2026, 11, 28))
+        rows = {r.kind: r for r in rows_for("timepoint", week6.id)}
+        assert rows["checkin"].due_at == FIXED_NOW
+        assert rows["checkin_resend_1"].due_at == utc("2026-11-27T09:00:00-05:00")
+        assert "checkin_resend_2" not in rows
+        assert rows["checkin_no_response"].due_at == utc("2026-11-29T09:00:00-05:00")
+        # a point not yet due keeps its plan: +3 and +7 days from its due day
+        month3 = db.session.scalar(select(Timepoint).where(Timepoint.code == "FU-M3"))
+        later = {r.kind: r.due_at for r in rows_for("timepoint", month3.id)}
+        assert later == {
+            "checkin": utc("2027-01-09T09:00:00-05:00"),
+            "checkin_resend_1": utc("2027-01-12T09:00:00-05:00"),
+            "checkin_resend_2": utc("2027-01-16T09:00:00-05:00"),
+            "checkin_no_response": utc("2027-01-19T09:00:00-05:00"),
+        }
