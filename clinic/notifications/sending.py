@@ -12,8 +12,9 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import joinedload
 
-from clinic import email
+from clinic import email, http
 from clinic.extensions import db
+from clinic.followup import checkin
 from clinic.followup.models import AutomationPause, Procedure, StaffTask, Timepoint, TimepointStatus
 from clinic.models import Patient
 from clinic.notifications import emails
@@ -23,6 +24,8 @@ from clinic.scheduling.models import ACTIVE_STATUSES, Appointment, AppointmentSt
 logger = logging.getLogger(__name__)
 
 ESSENTIAL_KINDS = ("confirmation", "procedure_notice", "update", "cancellation")
+# A timepoint's check-in emails, in the order they go: the invitation, then its re-sends.
+CHECKIN_KINDS = ("checkin", "checkin_resend_1", "checkin_resend_2")
 
 
 def deliver(notification_id: int, *, now: datetime) -> str:
@@ -136,7 +139,7 @@ def _not_wanted(row: Notification, found, now: datetime) -> tuple[str, str] | No
     if row.cause_type == "appointment":
         verdict = _appointment_verdict(row, found.Appointment, now)
     elif row.cause_type == "timepoint":
-        verdict = _timepoint_verdict(row)
+        verdict = _timepoint_verdict(row, now)
     else:
         verdict = None
     if verdict is not None:
@@ -184,7 +187,7 @@ def _appointment_verdict(
     return None
 
 
-def _timepoint_verdict(row: Notification) -> tuple[str, str] | None:
+def _timepoint_verdict(row: Notification, now: datetime) -> tuple[str, str] | None:
     timepoint = db.session.get(Timepoint, row.cause_id)
     if timepoint is None:
         return Status.CANCELLED, "follow-up gone"
@@ -193,7 +196,38 @@ def _timepoint_verdict(row: Notification) -> tuple[str, str] | None:
         return Status.CANCELLED, "follow-up cancelled"
     if timepoint.status == TimepointStatus.COMPLETED:
         return Status.CANCELLED, "check-in already answered"
+    if row.kind in CHECKIN_KINDS:
+        # Held messages (a pause, a stalled dispatcher) may come due long after their time.
+        if timepoint.status == TimepointStatus.MISSED:
+            return Status.SKIPPED, "check-in missed: staff follow up"
+        if now.astimezone(http.clinic_tz()).date() > timepoint.window_end:
+            return Status.SKIPPED, "check-in window closed"
+        if _superseded(row, now):
+            return Status.SKIPPED, "a later check-in message is due"
+    elif row.kind == "checkin_no_response" and checkin.stopped_by(timepoint) is not None:
+        # The patient answered: staff have the red-flag task, this one is not a non-responder.
+        return Status.SKIPPED, "check-in stopped by a red flag"
     return None
+
+
+def _superseded(row: Notification, now: datetime) -> bool:
+    """A later message of the same check-in is due (or went) too: only the latest goes, so
+    the patient gets one contact at a time. Decided by kind, not by which send runs first."""
+    later = CHECKIN_KINDS[CHECKIN_KINDS.index(row.kind) + 1 :]
+    if not later:
+        return False
+    found = db.session.scalar(
+        select(Notification.id)
+        .where(
+            Notification.cause_type == row.cause_type,
+            Notification.cause_id == row.cause_id,
+            Notification.kind.in_(later),
+            Notification.due_at <= now,
+            Notification.status.in_((Status.PENDING, Status.SENDING, Status.SENT)),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _task_for(row: Notification, now: datetime) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -20,7 +20,8 @@ from clinic.models import Patient
 from clinic.notifications import dispatcher, emails, sending
 from clinic.notifications.models import Notification, Status, Suppression
 from tests.conftest import FIXED_NOW, STAFF_PASSWORD
-from tests.notifications.conftest import book, by_kind, rows_for
+from tests.followup.test_checkin import SCREEN_CLEAR
+from tests.notifications.conftest import book, by_kind, local, rows_for
 
 START = "2026-11-30T10:00:00-05:00"
 
@@ -390,3 +391,121 @@ def test_a_follow_up_non_responder_becomes_a_staff_task(napp, nctx, clinic, head
     ).all()
     assert task.patient_id == clinic["patients"][2]
     assert len(arrived(inbox, task_row)) == 0
+
+
+def _record_procedure(napp, clinic, headers, performed_on: str = "2026-11-24"):
+    """Record a procedure for patient 2 through the API; its 6-week timepoint and messages."""
+    from clinic.followup.models import Timepoint
+
+    response = napp.test_client().post(
+        "/api/v1/procedures",
+        json={
+            "patient_id": clinic["patients"][2],
+            "performed_on": performed_on,
+            "provider_id": clinic["providers"][0],
+        },
+        headers=headers["nurse"],
+    )
+    assert response.status_code == 201, response.get_json()
+    week6 = db.session.scalar(
+        select(Timepoint).where(
+            Timepoint.patient_id == clinic["patients"][2], Timepoint.code == "FU-W6"
+        )
+    )
+    return week6, by_kind(rows_for("timepoint", week6.id))
+
+
+def test_no_no_response_task_for_a_check_in_stopped_by_a_red_flag(
+    napp, nctx, clinic, headers, inbox
+):
+    """The patient answered with a red flag: staff have the red-flag task, and the paused
+    timepoint is not a non-responder (no "No answer" task, not marked missed)."""
+    from clinic.followup import checkin
+    from clinic.followup.models import Timepoint, TimepointStatus
+
+    week6, rows = _record_procedure(napp, clinic, headers)
+    invited = rows["checkin"][0].due_at
+    checkin.submit_red_flags(week6, {**SCREEN_CLEAR, "rf_bowel": "new"}, now=invited, client=None)
+    db.session.commit()
+    [task_row] = rows["checkin_no_response"]
+    claim(task_row, task_row.due_at)  # not routine: the pause does not hold it
+    assert sending.deliver(task_row.id, now=task_row.due_at) == Status.SKIPPED
+    db.session.expire_all()
+    assert task_row.status == Status.SKIPPED
+    assert task_row.last_error == "check-in stopped by a red flag"
+    assert db.session.get(Timepoint, week6.id).status != TimepointStatus.MISSED
+    kinds = db.session.scalars(
+        select(StaffTask.kind).where(StaffTask.patient_id == clinic["patients"][2])
+    ).all()
+    assert "followup_no_response" not in kinds and "red_flag_checkin" in kinds
+
+
+def _deliver_due(now: datetime, order=list) -> dict[int, str]:
+    """One dispatcher pass at ``now``, its sends run in-process (in ``order``): id -> outcome."""
+    ids = dispatcher.claim(now)
+    db.session.commit()
+    return {nid: sending.deliver(nid, now=now) for nid in order(ids)}
+
+
+@pytest.mark.parametrize("order", [list, lambda ids: ids[::-1]], ids=["due-order", "reversed"])
+def test_only_the_latest_check_in_message_goes_when_several_are_due(
+    napp, nctx, clinic, headers, inbox, order
+):
+    """The dispatcher stalled over the 6-week point (invited Jan 5, re-sends Jan 8 and 12):
+    when it runs again on Jan 12, the patient gets one email, the latest, whichever send task
+    runs first; the earlier ones are skipped."""
+    week6, rows = _record_procedure(napp, clinic, headers)
+    invite, first, second = (
+        rows[k][0] for k in ("checkin", "checkin_resend_1", "checkin_resend_2")
+    )
+    assert second.due_at == local("2027-01-12T09:00:00-05:00")
+    outcomes = _deliver_due(local("2027-01-12T10:00:00-05:00"), order)
+    assert [outcomes[r.id] for r in (invite, first, second)] == ["skipped", "skipped", "sent"]
+    db.session.expire_all()
+    assert {(r.status, r.last_error) for r in (invite, first)} == {
+        (Status.SKIPPED, "a later check-in message is due")
+    }
+    assert (
+        arrived(inbox, invite) == arrived(inbox, first) == [] and len(arrived(inbox, second)) == 1
+    )
+
+
+def test_a_check_in_message_after_its_window_is_skipped(napp, nctx, clinic, headers, inbox):
+    """Held past the 6-week window's end (Jan 12), before the staff task has run."""
+    from clinic.followup.models import TimepointStatus
+
+    week6, rows = _record_procedure(napp, clinic, headers)
+    [invite] = rows["checkin"]
+    now = local("2027-01-13T08:30:00-05:00")
+    assert sending.deliver(claim(invite, now), now=now) == Status.SKIPPED
+    db.session.expire_all()
+    assert (invite.status, invite.last_error) == (Status.SKIPPED, "check-in window closed")
+    assert week6.status == TimepointStatus.SCHEDULED and arrived(inbox, invite) == []
+
+
+def test_held_check_in_messages_of_a_missed_timepoint_are_not_sent(
+    napp, nctx, clinic, headers, inbox
+):
+    """A pause holds the 6-week point's emails past its window; the no-response task (not
+    routine) runs meanwhile and marks it missed. When staff acknowledge weeks later, the held
+    invitation and both re-sends must not all go out at once: none goes."""
+    from clinic.followup.models import AutomationPause, TimepointStatus
+
+    week6, rows = _record_procedure(napp, clinic, headers)
+    pause = AutomationPause(patient_id=week6.patient_id, created_at=FIXED_NOW)
+    db.session.add(pause)
+    db.session.commit()
+    _deliver_due(FIXED_NOW + timedelta(days=52))  # past the window (Jan 12) and the task (Jan 13)
+    db.session.expire_all()
+    assert week6.status == TimepointStatus.MISSED
+    ack = FIXED_NOW + timedelta(days=60)
+    pause.acknowledged_at = ack
+    db.session.commit()
+    emails_ = [rows[k][0] for k in ("checkin", "checkin_resend_1", "checkin_resend_2")]
+    outcomes = _deliver_due(ack)
+    assert [outcomes[r.id] for r in emails_] == ["skipped"] * 3
+    db.session.expire_all()
+    assert {(r.status, r.last_error) for r in emails_} == {
+        (Status.SKIPPED, "check-in missed: staff follow up")
+    }
+    assert all(arrived(inbox, r) == [] for r in emails_)
