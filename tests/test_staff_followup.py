@@ -223,6 +223,20 @@ def test_chart_renders_server_side(app, client, login, with_checkins):
     assert event.patient_id == with_checkins
 
 
+def test_chart_baseline_is_the_intake_before_the_procedure(
+    app, client, login, with_checkins, make_request
+):
+    """A consultation request sent after the Oct 1 procedure does not move the chart's
+    baseline: it stays the Sep 15 intake the check-ins were scored against."""
+    later = make_request(now=FIXED_NOW - timedelta(days=1), nprs_back_now=3, nprs_leg_now=2)
+    with app.app_context():
+        assert db.session.get(ConsultationRequest, later).patient_id == with_checkins
+    login("nurse")
+    text = client.get(f"/staff/patients/{with_checkins}/follow-up").get_data(as_text=True)
+    assert "Back pain (baseline 6)" in text and "Leg pain (baseline 7)" in text
+    assert "the baseline from the intake of Sep 15, 2026" in text
+
+
 def test_follow_up_page_without_any_data(client, login, app):
     from clinic.models import Patient
 

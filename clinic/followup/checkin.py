@@ -1,18 +1,18 @@
 """The patient's follow-up check-in: identity check, red-flag screen, answers. Flush, never commit.
 
 A check-in is one CheckIn row per attempt: the screen stores it (with its triage), the answers
-complete it with scores against the baseline of the patient's latest consultation request.
+complete it with scores against the baseline of the patient's intake before the procedure.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from clinic import audit
+from clinic import audit, http
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
 from clinic.followup import questions
@@ -274,23 +274,38 @@ def _raise_alarm(row: CheckIn, *, now: datetime) -> None:
 # -- the answers --------------------------------------------------------------------------------
 
 
-def baseline_for(patient_id: int) -> dict[str, int | None]:
-    """The values the patient gave in their latest complete consultation request."""
+def baseline_for(
+    patient_id: int, performed_on: date | None
+) -> tuple[dict[str, int | None], date | None]:
+    """The baseline of a procedure's check-ins and the clinic-local day it was given.
+
+    The pre-procedure intake (domain spec 2.1, T0 = date of service): the patient's latest
+    complete consultation request submitted on or before ``performed_on``, in the clinic's time
+    zone. A request sent after the procedure does not re-baseline it (the clinician decides
+    that). Without such a request there is no baseline (changes are left unscored); without a
+    procedure (``None``), the latest complete request.
+    """
+    query = select(ConsultationRequest).where(
+        ConsultationRequest.patient_id == patient_id, ConsultationRequest.complete
+    )
+    tz = http.clinic_tz()
+    if performed_on is not None:
+        next_day = datetime.combine(performed_on + timedelta(days=1), time(0), tz)
+        query = query.where(ConsultationRequest.submitted_at < next_day)
     request = db.session.scalars(
-        select(ConsultationRequest)
-        .where(ConsultationRequest.patient_id == patient_id, ConsultationRequest.complete)
-        .order_by(ConsultationRequest.submitted_at.desc(), ConsultationRequest.id.desc())
+        query.order_by(ConsultationRequest.submitted_at.desc(), ConsultationRequest.id.desc())
     ).first()
     if request is None:
-        return {}
+        return {}, None
     answers, entries = request.answers or {}, request.clinician_entries or {}
-    return {
+    values = {
         "nprs_back": answers.get("nprs_back_now"),
         "nprs_leg": answers.get("nprs_leg_now"),
         "walk_minutes": answers.get("max_walking_minutes"),
         "stand_minutes": answers.get("max_standing_minutes"),
         "odi_pct": entries.get("odi_external_score"),
     }
+    return values, request.submitted_at.astimezone(tz).date()
 
 
 def submit_checkin(
@@ -309,7 +324,7 @@ def submit_checkin(
     if errors:
         raise ValidationFailed(errors)
     odi_items = [clean[i] for i in questions.odi_ids(pack)] if pack else None
-    baseline = baseline_for(timepoint.patient_id)
+    baseline, _ = baseline_for(timepoint.patient_id, timepoint.procedure.performed_on)
     scores, responders = score_checkin(clean, baseline, rules, odi_items=odi_items)
     answers = {**row.answers, **clean}
     if pack is not None:

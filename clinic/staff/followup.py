@@ -23,7 +23,6 @@ from clinic.errors import ValidationFailed
 from clinic.extensions import db
 from clinic.followup import checkin, questions, services
 from clinic.followup.models import CheckIn, Procedure, Timepoint
-from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient
 from clinic.scheduling.models import Provider
 from clinic.staff import charts
@@ -165,17 +164,12 @@ def record_procedure():
     return render_template("staff/procedure_new.html", form=form, q=terms), code
 
 
-def _baseline(patient_id: int) -> tuple[dict, date | None]:
-    """The baseline the check-ins were scored against (the latest complete intake), and its day."""
-    req = db.session.scalars(
-        select(ConsultationRequest)
-        .where(ConsultationRequest.patient_id == patient_id, ConsultationRequest.complete)
-        .order_by(ConsultationRequest.submitted_at.desc(), ConsultationRequest.id.desc())
-        .limit(1)
-    ).first()
-    if req is None:
-        return {}, None
-    return checkin.baseline_for(patient_id), req.submitted_at.astimezone(http.clinic_tz()).date()
+def _baseline(patient_id: int, procedures: list[Procedure]) -> tuple[dict, date | None]:
+    """The baseline the latest procedure's check-ins were scored against (the intake before
+    it), and its day; the latest intake when no procedure is recorded."""
+    latest = next((p for p in procedures if p.status == "active"), None)
+    latest = latest or next(iter(procedures), None)
+    return checkin.baseline_for(patient_id, latest.performed_on if latest else None)
 
 
 def _outcomes(patient: Patient) -> dict:
@@ -203,7 +197,7 @@ def _outcomes(patient: Patient) -> dict:
         for t in p.timepoints
         if checkin.is_open(t) and checkin.is_locked(t)
     }
-    baseline, baseline_day = _baseline(patient.id)
+    baseline, baseline_day = _baseline(patient.id, procedures)
     observations = [
         charts.Observation(
             c.submitted_at.astimezone(tz).date(),

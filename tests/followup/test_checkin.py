@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -40,14 +40,15 @@ ANSWERS = {
 
 @pytest.fixture
 def link(app, make_request):
-    """A procedure the day before FIXED_NOW for the example patient; a token per timepoint."""
+    """A procedure the day before FIXED_NOW for the example patient, whose intake came two
+    weeks before it; a token per timepoint."""
     from clinic.followup.services import record_procedure
     from clinic.models import Patient
     from clinic.scheduling.models import Provider
     from clinic.scheduling.services import new_feed_token
     from clinic.tokens import make_token
 
-    request_id = make_request()
+    request_id = make_request(now=FIXED_NOW - timedelta(days=15))
     with app.test_request_context():
         request = db.session.get(ConsultationRequest, request_id)
         provider = Provider(name="Dr. Test", title="MD", feed_token=new_feed_token())
@@ -409,6 +410,52 @@ def test_the_routine_checkin_is_scored_against_the_intake(app, client, link):
     assert again.post(f"{url}/identity", data={"date_of_birth": DOB}).status_code == 200
     assert client.post(f"{url}/answers", data=ANSWERS).status_code == 200
     assert count(app, CheckIn) == 1
+
+
+def test_the_baseline_is_the_intake_before_the_procedure(app, client, link, make_request):
+    """T0 is the date of service (Nov 23): a request the patient sends that evening still
+    counts, one after midnight in the clinic's zone does not re-baseline the check-in (the
+    clinician decides that), whatever the UTC date says."""
+    late_evening = datetime.fromisoformat("2026-11-23T23:30:00-05:00")  # Nov 24 in UTC
+    on_the_day = make_request(now=late_evening, nprs_back_now=8)
+    after = make_request(now=late_evening + timedelta(hours=1), nprs_back_now=2)
+    for request_id in (on_the_day, after):
+        [request] = rows(app, ConsultationRequest, ConsultationRequest.id == request_id)
+        assert request.patient_id == link["patient_id"]
+    url = link["url"]["FU-W6"]
+    screened(client, url)
+    assert client.post(f"{url}/answers", data={**ANSWERS, "nprs_back": "5"}).status_code == 302
+    [row] = rows(app, CheckIn)
+    # 8 -> 5 improves by 3 points; against the example intake (6) or the later one (2) it doesn't
+    assert row.responders["nprs_back"] is True, row.responders
+
+
+def test_no_baseline_without_an_intake_before_the_procedure(app, client, make_request):
+    """The only intake came after the procedure: the check-in is stored, its changes unknown."""
+    from clinic.followup.services import record_procedure
+    from clinic.models import Patient
+    from clinic.scheduling.models import Provider
+    from clinic.scheduling.services import new_feed_token
+    from clinic.tokens import make_token
+
+    request_id = make_request(now=FIXED_NOW - timedelta(days=2))
+    with app.test_request_context():
+        request = db.session.get(ConsultationRequest, request_id)
+        provider = Provider(name="Dr. Test", title="MD", feed_token=new_feed_token())
+        db.session.add(provider)
+        db.session.flush()
+        patient = db.session.get(Patient, request.patient_id)
+        procedure = record_procedure(
+            patient, provider, date(2026, 11, 10), actor=None, now=FIXED_NOW
+        )
+        db.session.commit()
+        week6 = next(t for t in procedure.timepoints if t.code == "FU-W6")
+        url = "/checkin/" + make_token("checkin", {"t": week6.id})
+    screened(client, url)
+    assert client.post(f"{url}/answers", data=ANSWERS).status_code == 302
+    [row] = rows(app, CheckIn)
+    assert row.scores["nprs_back"] == 3
+    assert set(row.responders.values()) == {None}, row.responders
 
 
 def test_the_values_at_their_limits_are_accepted(app, client, link):
