@@ -104,6 +104,18 @@ def test_acknowledgement_email(app, client, worker, inbox):
     assert msg.get_body(("html",)) is not None
 
 
+def test_acknowledgement_leaves_the_name_out_when_names_are_off(app, make_request, monkeypatch):
+    from clinic.extensions import db
+    from clinic.intake import emails
+    from clinic.intake.models import ConsultationRequest
+
+    monkeypatch.setitem(app.config, "NOTIFY_USE_FIRST_NAME", False)
+    with app.app_context(), app.test_request_context():
+        msg = emails.acknowledgement(db.session.get(ConsultationRequest, make_request()))
+    text = visible_text(msg)
+    assert "Hello," in text and "Margaret" not in text
+
+
 def test_emergency_alerts_staff_without_patient_details(app, client, worker, inbox):
     values = example_values(rf_bowel="new")
     assert client.post(URL, json=values).status_code == 201

@@ -11,6 +11,9 @@ from clinic.intake.models import ConsultationRequest
 
 
 def acknowledgement(request: ConsultationRequest, *, message_id: str | None = None):
+    # imported here: clinic.notifications.emails imports this module to build the message
+    from clinic.notifications.emails import greeting
+
     patient = request.patient
     tz = ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
     received = request.submitted_at.astimezone(tz)
@@ -18,7 +21,7 @@ def acknowledgement(request: ConsultationRequest, *, message_id: str | None = No
         "intake_acknowledgement",
         to=patient.email,
         subject=f"We received your request - {current_app.config['CLINIC_NAME']}",
-        greeting_name=patient.preferred_name or patient.first_name,
+        greeting=greeting(patient),  # the clinic may turn first names off (spec 4.2)
         received=received.strftime("%A, %B %-d, %Y"),
         call_today=request.triage == "urgent",
         message_id=message_id,
