@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
+from openapi_schema_validator import OAS30Validator
 from sqlalchemy import func, select
 
 from clinic.extensions import db
@@ -110,6 +111,17 @@ def test_bad_input_never_loses_what_was_saved(app, client):
 
 
 @pytest.mark.parametrize(
+    ("field_id", "value"),
+    [("referring_provider_npi", "²" * 10), ("phone_mobile", "５５５２０１０１２３")],
+)
+def test_digits_from_other_scripts_are_a_422(app, client, field_id, value):
+    response = client.post(URL, json=example_values(**{field_id: value}))
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]) == [field_id]
+    assert count(app) == 0
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"data": "{not json", "content_type": "application/json"}, "JSON object"),
@@ -158,7 +170,26 @@ def test_openapi_is_valid_and_its_example_works(app, client):
     assert set(schema["required"]) <= set(example)
     assert schema["properties"]["nprs_back_now"]["maximum"] == 10
     assert schema["properties"]["rf_bowel"]["enum"] == ["no", "new", "worsening", "longstanding"]
+    assert schema["properties"]["ack_npp"]["enum"] == [True]
+    assert "rf_trauma" in str(schema["properties"]["rf_trauma_recheck"]["x-shown-when"])
+    OAS30Validator(schema).validate(example)
     assert client.post(URL, json=example).status_code == 201
+
+
+def test_the_documented_schema_agrees_with_the_api(app, client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    documented = OAS30Validator(spec["components"]["schemas"]["ConsultationRequestInput"])
+    example = example_values()
+    bodies = {
+        "unticked ack": dict(example, ack_npp=False),
+        "null required": dict(example, first_name=None),
+        "null with a default": dict(example, preferred_language=None),
+        "left out, has a default": {k: v for k, v in example.items() if k != "preferred_language"},
+        "null optional": dict(example, member_id=None),
+    }
+    for name, body in bodies.items():
+        api_ok = client.post(URL, json=body).status_code == 201
+        assert documented.is_valid(body) == api_ok, name
 
 
 # -- the staff read endpoint --------------------------------------------------------------------

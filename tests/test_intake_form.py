@@ -129,6 +129,50 @@ def test_emergency_answer_blocks_saves_and_alerts(client, app):
     assert EMERGENCY_PAGE.split(" now")[0] in client.get("/intake/done").get_data(as_text=True)
 
 
+@pytest.fixture
+def alerts(app, monkeypatch):
+    """The staff alerts enqueued (request ids), instead of sending them."""
+    sent = []
+    task = app.extensions["celery"].tasks["intake.alert_staff"]
+    monkeypatch.setattr(task, "apply_async", lambda args=None, **kw: sent.append(args))
+    return sent
+
+
+def test_emergency_answer_blocks_at_once_with_another_question_blank(client, app, alerts):
+    # an urgent answer waits for the step to be complete: the problem summary comes first
+    urgent = to_form(SECTIONS[0].fields, dict(ALL_SHOWN, rf_fever="new"))
+    urgent.pop("rf_night_pain")
+    assert client.post("/intake/red-flags", data=urgent).status_code == 422
+    assert requests_in_db(app) == [] and alerts == []
+    data = to_form(SECTIONS[0].fields, dict(ALL_SHOWN, rf_urinary_retention="new"))
+    data.pop("rf_night_pain")
+    response = client.post("/intake/red-flags", data=data)
+    assert response.status_code == 302 and response.location.endswith("/intake/emergency")
+    [req] = requests_in_db(app)
+    assert req.triage == "emergency" and not req.complete
+    assert req.answers["rf_urinary_retention"] == "new" and "rf_night_pain" not in req.answers
+    assert alerts == [(req.id,)]
+    # "continue anyway" comes back to the unfinished step, which now asks for the blank
+    response = client.post("/intake/emergency", data={"continue_anyway": "1"})
+    assert response.location.endswith("/intake/red-flags")
+    response = client.post("/intake/red-flags", data=data)
+    assert response.status_code == 422
+    assert 'id="rf_night_pain-error"' in response.get_data(as_text=True)
+    assert len(requests_in_db(app)) == 1 and alerts == [(req.id,)]
+
+
+def test_saddle_re_ask_blocks_at_once_with_another_question_blank(client, app, alerts):
+    walk(client, ALL_SHOWN, upto=3)
+    values = dict(ALL_SHOWN, rf_saddle_numbness_recheck="worsening")
+    values.pop("symptom_laterality")
+    response = post_step(client, 3, values)
+    assert response.location.endswith("/intake/emergency")
+    [req] = requests_in_db(app)
+    assert req.triage == "emergency" and alerts == [(req.id,)]
+    with app.app_context():
+        assert db.session.scalars(select(IntakeDraft)).one().step == 3  # not passed yet
+
+
 def test_emergency_read_ends_the_form(client, app):
     post_step(client, 0, dict(ALL_SHOWN, rf_bilateral_new="worsening"))
     page = client.post("/intake/emergency", data={"read": "1"}).get_data(as_text=True)
@@ -167,6 +211,37 @@ def test_genitals_symptom_re_asks_the_saddle_question(client, app):
     assert response.location.endswith("/intake/emergency")
     [req] = requests_in_db(app)
     assert req.triage == "emergency"
+
+
+def test_sudden_or_injury_onset_re_asks_the_trauma_question(client, app):
+    walk(client, ALL_SHOWN, upto=3)
+    values = dict(ALL_SHOWN, symptom_onset="after_injury")  # "no" to a recent fall on step 1
+    values.pop("rf_trauma_recheck")
+    response = post_step(client, 3, values)
+    assert response.status_code == 422
+    assert 'id="rf_trauma_recheck-error"' in response.get_data(as_text=True)
+    values["rf_trauma_recheck"] = "new"
+    response = post_step(client, 3, values)
+    assert response.location.endswith("/intake/urgent")
+    [req] = requests_in_db(app)
+    assert req.triage == "urgent" and req.callback_due_at is not None
+
+
+@pytest.mark.parametrize(
+    ("index", "field_id", "value"),
+    [
+        (1, "referring_provider_npi", "²" * 10),  # int("²") raises
+        (1, "zip", "٠٢١٣٩"),
+        (1, "phone_mobile", "５５５２０１０１２３"),
+        (3, "max_walking_minutes", "１５"),
+    ],
+)
+def test_digits_from_other_scripts_get_the_fields_message(client, app, index, field_id, value):
+    walk(client, ALL_SHOWN, upto=index)
+    data = to_form(SECTIONS[index].fields, ALL_SHOWN) | {field_id: value}
+    response = client.post(f"/intake/{SECTIONS[index].slug}", data=data)
+    assert response.status_code == 422
+    assert f'id="{field_id}-error"' in response.get_data(as_text=True)
 
 
 def _step_cases(index):

@@ -75,6 +75,15 @@ def test_saddle_recheck_fires_as_emergency():
     assert triage(values, RULES).level == Triage.EMERGENCY
 
 
+def test_trauma_recheck_fires_at_the_trauma_tier():
+    tiers = RULES.red_flags["tiers"]
+    assert tiers["rf_trauma_recheck"] == tiers["rf_trauma"]
+    values = example_values(symptom_onset="after_injury", rf_trauma_recheck="new")
+    result = triage(values, RULES)
+    assert result.level == Triage.URGENT
+    assert result.red_flags == [{"field": "rf_trauma_recheck", "tier": "urgent", "answer": "new"}]
+
+
 def test_triage_reports_the_rules_version():
     assert triage(example_values(), RULES).version == RULES.red_flags["version"]
 
@@ -158,6 +167,19 @@ def test_prior_surgery_at_target_level_is_likely_exclusion():
     assert "PRIOR_SURGERY_LEVEL" not in elsewhere
 
 
+def test_an_unknown_level_does_not_hide_a_known_one_at_the_target():
+    surgery = {
+        "tx_lumbar_surgery": True,
+        "tx_surgery_types": ["laminectomy_laminotomy"],
+        "tx_surgery_levels": ["L4-5", "unknown"],
+    }
+    at_target = _signals(**surgery, clinician={"clin_target_levels": ["L4-5"]})
+    assert at_target["PRIOR_SURGERY_LEVEL"]["level"] == "likely_exclusion"
+    # the unknown level may still be the target: caution, not silence
+    elsewhere = _signals(**surgery, clinician={"clin_target_levels": ["L2-3"]})
+    assert elsewhere["PRIOR_SURGERY_LEVEL"]["level"] == "caution"
+
+
 @pytest.mark.parametrize(
     ("overrides", "code", "level"),
     [
@@ -169,6 +191,8 @@ def test_prior_surgery_at_target_level_is_likely_exclusion():
         ({"relief_standing_still": True}, "VASCULAR_PATTERN", "caution"),
         ({"pad_circulation": True}, "VASCULAR_PATTERN", "caution"),
         ({"tx_esi_last_date": "2026-10"}, "RECENT_ESI", "caution"),
+        # a month-only date may be its last day: 30 Sept is under 8 weeks before 24 Nov
+        ({"tx_esi_last_date": "2026-09"}, "RECENT_ESI", "caution"),
         ({"can_lie_prone": "no"}, "CANNOT_LIE_PRONE", "caution"),
         ({"date_of_birth": "1980-01-01"}, "AGE_ATYPICAL", "caution"),
         ({"insurance_type": "commercial"}, "COMMERCIAL_POLICY", "coverage"),

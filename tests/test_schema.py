@@ -1,9 +1,10 @@
 """Every intake field at and past its limits, checked by the one validator (no HTTP here)."""
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from clinic.intake import schema
-from clinic.intake.fields import FIELDS, SECTIONS
+from clinic.intake.fields import FIELDS, SECTIONS, SYMPTOMS
 from tests.limits import ALL_CASES, ALL_SHOWN, TODAY, with_value
 
 
@@ -92,3 +93,44 @@ def test_pregnancy_question_is_asked_unless_male():
     assert "pregnancy_possible" in errors  # skipped sex question: still asked
     _, errors = schema.validate_all(dict(values, sex_at_birth="male"), TODAY)
     assert "pregnancy_possible" not in errors
+
+
+# str.isdigit() and a Unicode \d accept "²", "٢" and "５"; int() reads some and chokes on others
+@pytest.mark.parametrize(
+    ("field_id", "value"),
+    [
+        ("referring_provider_npi", "²" * 10),
+        ("referring_provider_npi", "١٢٤٥٣١٩٥٩٩"),
+        ("zip", "٠٢١٣٩"),
+        ("phone_mobile", "５５５２０１０１２３"),
+        ("phone_mobile", "+４４２０７１８３８７５０"),
+        ("medicare_mbi", "1EG٤TE5MK73"),
+        ("imaging_date", "２０２５-05"),
+        ("date_of_birth", "０３/２７/１９５１"),
+    ],
+)
+def test_digits_from_other_scripts_get_the_fields_message(field_id, value):
+    values, type_errors = schema.from_json(with_value(field_id, value))
+    _, errors = schema.validate_all(values, TODAY)
+    errors = {**errors, **type_errors}
+    assert list(errors) == [field_id]
+
+
+def test_a_typed_number_must_use_ascii_digits():
+    _, errors = schema.from_form(SYMPTOMS, MultiDict({"max_walking_minutes": "１５"}))
+    assert errors["max_walking_minutes"] == ["Enter a whole number, like 15."]
+
+
+def test_a_sudden_or_injury_onset_asks_the_trauma_question_again():
+    cases = [
+        ("after_injury", "no", True),
+        ("sudden_no_injury", "no", True),
+        ("gradual", "no", False),
+        ("after_injury", "new", False),  # already flagged on the first step
+    ]
+    for onset, trauma, asked in cases:
+        values = dict(with_value("rf_trauma_recheck", None), symptom_onset=onset, rf_trauma=trauma)
+        _, errors = schema.validate_all(values, TODAY)
+        assert ("rf_trauma_recheck" in errors) is asked, onset
+        clean, errors = schema.validate_all(dict(values, rf_trauma_recheck="no"), TODAY)
+        assert errors == {} and ("rf_trauma_recheck" in clean) is asked, onset

@@ -85,6 +85,8 @@ def field_schema(field: Field) -> dict:
             out["minimum"] = field.min
         if field.max is not None:
             out["maximum"] = field.max
+    elif kind == "ack" and field.required is True:
+        out = {"type": "boolean", "enum": [True]}  # the API refuses an unticked box
     elif kind in {"bool", "ack"}:
         out = {"type": "boolean"}
     elif kind == "choice":
@@ -98,7 +100,7 @@ def field_schema(field: Field) -> dict:
     elif kind == "date":
         out = {"type": "string", "format": "date"}
     elif kind == "month":
-        out = {"type": "string", "pattern": r"^\d{4}-\d{2}$"}
+        out = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}$"}
     elif kind == "email":
         out = {"type": "string", "format": "email", "maxLength": 254}
     elif kind == "phone":
@@ -114,12 +116,20 @@ def field_schema(field: Field) -> dict:
     if field.show_when:
         out["x-shown-when"] = field.show_when
     out["description"] = description
-    out["nullable"] = True
+    if "default" in field.extra:
+        out["default"] = field.extra["default"]
+    if field.required is not True:
+        out["nullable"] = True  # null means "not answered": refused only for required fields
     return out
 
 
+def _always_required(field: Field) -> bool:
+    """Required in every body: a field with a default may be left out, never sent as null."""
+    return field.required is True and "default" not in field.extra
+
+
 def build_spec() -> dict:
-    required = [f.id for f in FIELDS.values() if f.required is True]
+    required = [f.id for f in FIELDS.values() if _always_required(f)]
     errors = {
         "type": "object",
         "required": ["errors"],

@@ -7,6 +7,7 @@ A predicate is plain data, so rules can live in JSON:
 
 from __future__ import annotations
 
+from calendar import monthrange
 from datetime import date
 from typing import Any
 
@@ -20,13 +21,17 @@ def _months_between(earlier: date, later: date) -> int:
     return months
 
 
-def _as_date(value: Any) -> date | None:
+def _as_date(value: Any, *, latest: bool = False) -> date | None:
+    """A date, or a month-only YYYY-MM read as its first day (its last with ``latest``)."""
     if isinstance(value, date):
         return value
     if isinstance(value, str):
         try:
-            if len(value) == 7:  # YYYY-MM: the first of the month
-                return date.fromisoformat(value + "-01")
+            if len(value) == 7:
+                first = date.fromisoformat(value + "-01")
+                if not latest:
+                    return first
+                return date(first.year, first.month, monthrange(first.year, first.month)[1])
             return date.fromisoformat(value)
         except ValueError:
             return None
@@ -66,17 +71,19 @@ def _cmp_number(fn):
     return op
 
 
-def _months_ago(fn):
+# A month-only date is read the way that raises the flag when it may apply: "more than N ago"
+# from the month's first day (the oldest it can be), "less than N ago" from its last day.
+def _months_ago(fn, *, latest: bool):
     def op(value, arg, today):
-        when = _as_date(value)
+        when = _as_date(value, latest=latest)
         return when is not None and fn(_months_between(when, today), arg)
 
     return op
 
 
-def _weeks_ago(fn):
+def _weeks_ago(fn, *, latest: bool):
     def op(value, arg, today):
-        when = _as_date(value)
+        when = _as_date(value, latest=latest)
         return when is not None and fn((today - when).days / 7, arg)
 
     return op
@@ -102,8 +109,8 @@ _OPS = {
     "gt": _cmp_number(lambda v, a: v > a),
     "lt": _cmp_number(lambda v, a: v < a),
     "lte": _cmp_number(lambda v, a: v <= a),
-    "months_ago_gt": _months_ago(lambda m, a: m > a),
-    "weeks_ago_lt": _weeks_ago(lambda w, a: w < a),
+    "months_ago_gt": _months_ago(lambda m, a: m > a, latest=False),
+    "weeks_ago_lt": _weeks_ago(lambda w, a: w < a, latest=True),
     "age_lt": _age(lambda y, a: y < a),
     "age_gte": _age(lambda y, a: y >= a),
 }

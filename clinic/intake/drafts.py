@@ -45,16 +45,34 @@ def find_draft(
     return draft
 
 
-def save_step(
-    draft: IntakeDraft, step_index: int, values: Mapping[str, Any], now: datetime
-) -> None:
-    """Keep one step's checked answers; later steps are kept too unless now hidden."""
+def with_step(
+    answers: Mapping[str, Any], step_index: int, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The answers with one step's replaced by its newly checked values."""
     section = SECTIONS[step_index]
-    answers = {k: v for k, v in draft.answers.items() if FIELDS[k] not in section.fields}
-    answers.update(values)
-    draft.answers = answers
+    out = {k: v for k, v in answers.items() if FIELDS[k] not in section.fields}
+    out.update(values)
+    return out
+
+
+def save_step(
+    draft: IntakeDraft,
+    step_index: int,
+    values: Mapping[str, Any],
+    now: datetime,
+    *,
+    complete: bool = True,
+) -> None:
+    """Keep one step's checked answers; later steps are kept too unless now hidden.
+
+    An incomplete step (kept for a red flag on it) is saved but not passed: the patient
+    comes back to it.
+    """
+    section = SECTIONS[step_index]
+    draft.answers = with_step(draft.answers, step_index, values)
     draft.answered_at = {**draft.answered_at, section.id: now.isoformat()}
-    draft.step = max(draft.step, step_index + 1)
+    if complete:
+        draft.step = max(draft.step, step_index + 1)
     draft.updated_at = now
     db.session.flush()
 

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-FORM_VERSION = "intake-2026.11-v1"
+FORM_VERSION = "intake-2026.11-v2"
 
 YES_NO = (("yes", "Yes"), ("no", "No"))
 RF_CHOICES = (
@@ -483,6 +483,13 @@ _GENITALS_RECHECK = {
         _when("rf_saddle_numbness", eq="no"),
     ]
 }
+# spec 1.5: a sudden or injury onset asks the trauma red flag again if it was answered "no"
+_ONSET_RECHECK = {
+    "all": [
+        _when("symptom_onset", **{"in": ["sudden_no_injury", "after_injury"]}),
+        _when("rf_trauma", eq="no"),
+    ]
+}
 SYMPTOMS = Section(
     "D",
     "symptoms",
@@ -567,6 +574,15 @@ SYMPTOMS = Section(
                 ("sudden_no_injury", "Suddenly, without an injury"),
                 ("after_injury", "After an injury or fall"),
             ),
+        ),
+        Field(
+            "rf_trauma_recheck",
+            "You said it started suddenly or after an injury. Did a recent fall, accident or "
+            "injury start or worsen your back pain?",
+            "choice",
+            _ONSET_RECHECK,
+            _ONSET_RECHECK,
+            choices=RF_CHOICES,
         ),
         Field(
             "worse_standing", "Is it worse when you stand upright?", "bool", True, choices=YES_NO

@@ -96,8 +96,12 @@ def derived_facts(answers: Mapping[str, Any], clinician: Mapping[str, Any]) -> d
         facts["odi_score"] = clinician["odi_external_score"]
     surgery_levels = set(answers.get("tx_surgery_levels") or [])
     targets = set(clinician.get("clin_target_levels") or [])
-    if answers.get("tx_lumbar_surgery") and targets and "unknown" not in surgery_levels:
-        facts["prior_surgery_at_target"] = bool(surgery_levels & targets)
+    if answers.get("tx_lumbar_surgery") and targets:
+        if surgery_levels & targets:
+            facts["prior_surgery_at_target"] = True
+        elif "unknown" not in surgery_levels:
+            # an unknown level may be a target level: it withholds only this "no"
+            facts["prior_surgery_at_target"] = False
     return facts
 
 

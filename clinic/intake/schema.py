@@ -19,15 +19,18 @@ from clinic.intake.fields import FIELDS, SECTIONS, Field, Section
 
 Errors = dict[str, list[str]]
 
-_INT = re.compile(r"^-?\d{1,9}$")
-_DECIMAL = re.compile(r"^-?\d{1,6}(\.\d{1,3})?$")
-_ZIP = re.compile(r"^\d{5}(-?\d{4})?$")
+# re.ASCII: \d alone also matches other scripts' digits ("٢", "５"), which int() reads and
+# a ZIP, phone or NPI must not contain.
+_INT = re.compile(r"^-?\d{1,9}$", re.ASCII)
+_DECIMAL = re.compile(r"^-?\d{1,6}(\.\d{1,3})?$", re.ASCII)
+_ZIP = re.compile(r"^\d{5}(-?\d{4})?$", re.ASCII)
 _MBI = re.compile(
     r"^[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d[AC-HJKMNP-RT-Y]"
-    r"[AC-HJKMNP-RT-Y0-9]\d[AC-HJKMNP-RT-Y]{2}\d{2}$"
+    r"[AC-HJKMNP-RT-Y0-9]\d[AC-HJKMNP-RT-Y]{2}\d{2}$",
+    re.ASCII,
 )
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_MONTH_US = re.compile(r"^(\d{1,2})/(\d{4})$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
+_MONTH_US = re.compile(r"^(\d{1,2})/(\d{4})$", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -166,7 +169,7 @@ def _parse_string(field: Field, raw: str) -> Any:
     return raw
 
 
-_DATE_US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+_DATE_US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$", re.ASCII)
 
 
 def _parse_date(raw: str) -> str:
@@ -204,15 +207,20 @@ def _parse_month(raw: str) -> str:
     return f"{year:04d}-{month:02d}"
 
 
+def _ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() is also true for "²" or "５"."""
+    return text.isascii() and text.isdigit()
+
+
 def _parse_phone(raw: str) -> str:
     if len(raw) > 30:
         raise FieldError("Enter a phone number of at most 15 digits.")
     digits = re.sub(r"[\s().\-]", "", raw)
     if digits.startswith("+"):
         rest = digits[1:]
-        if rest.isdigit() and 8 <= len(rest) <= 15:
+        if _ascii_digits(rest) and 8 <= len(rest) <= 15:
             return "+" + rest
-    elif digits.isdigit():
+    elif _ascii_digits(digits):
         if len(digits) == 10 and digits[0] not in "01":
             return "+1" + digits
         if len(digits) == 11 and digits[0] == "1" and digits[1] not in "01":
@@ -322,7 +330,7 @@ def _zip(value: str, today: date) -> str:
 
 
 def _npi(value: str, today: date) -> str:
-    if not (value.isdigit() and len(value) == 10 and npi_checksum_ok(value)):
+    if not (_ascii_digits(value) and len(value) == 10 and npi_checksum_ok(value)):
         raise FieldError("An NPI is 10 digits; check the number.")
     return value
 

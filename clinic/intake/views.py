@@ -14,7 +14,7 @@ from clinic.intake.conditions import fields_named
 from clinic.intake.fields import SECTIONS
 from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
 from clinic.intake.models import ConsultationRequest
-from clinic.intake.rules import Triage, current_rules, triage
+from clinic.intake.rules import Triage, TriageResult, current_rules, triage
 from clinic.intake.submit import after_commit, submit_from_draft
 from clinic.scheduling import links
 
@@ -74,17 +74,15 @@ def save(slug: str = SECTIONS[0].slug):
         [section], values, context, now.astimezone(http.clinic_tz()).date()
     )
     errors = {**more, **errors}
-    if errors:
+    page = _page_due(draft, triage(drafts.with_step(context, index, clean), current_rules()))
+    # spec 1.1.2: an emergency answer blocks at once, even with another question left blank
+    if errors and page != Triage.EMERGENCY:
         return _render_step(index, form, {**context, **values}, errors), 422
     if draft is None:
         draft, key = drafts.start_draft(now)
         session[SESSION_KEY] = key
-    drafts.save_step(draft, index, clean, now)
-    level = triage(draft.answers, current_rules()).level
-    escalated = (level == Triage.EMERGENCY and not draft.emergency_seen) or (
-        level == Triage.URGENT and not (draft.urgent_seen or draft.emergency_seen)
-    )
-    if escalated:
+    drafts.save_step(draft, index, clean, now, complete=not errors)
+    if page is not None:
         # saved and staff alerted now, even if the patient goes no further
         existing = (
             db.session.get(ConsultationRequest, draft.request_id) if draft.request_id else None
@@ -99,15 +97,26 @@ def save(slug: str = SECTIONS[0].slug):
             existing=existing,
         )
         draft.request_id = partial.id
-        draft.emergency_seen = draft.emergency_seen or level == Triage.EMERGENCY
+        draft.emergency_seen = draft.emergency_seen or page == Triage.EMERGENCY
         draft.urgent_seen = True
         db.session.commit()
-        after_commit(partial.id, level)
-        return redirect(url_for(".emergency" if level == Triage.EMERGENCY else ".urgent"))
+        after_commit(partial.id, page)
+        return redirect(url_for(".emergency" if page == Triage.EMERGENCY else ".urgent"))
     if index + 1 < len(SECTIONS):
         db.session.commit()
         return redirect(url_for(".step", slug=SECTIONS[index + 1].slug))
     return _finish(draft, index, clean)
+
+
+def _page_due(draft, result: TriageResult) -> Triage | None:
+    """The emergency or urgent page these answers still call for (each shows once a draft)."""
+    emergency_seen = draft is not None and draft.emergency_seen
+    urgent_seen = draft is not None and draft.urgent_seen
+    if result.level == Triage.EMERGENCY and not emergency_seen:
+        return Triage.EMERGENCY
+    if result.level == Triage.URGENT and not (urgent_seen or emergency_seen):
+        return Triage.URGENT
+    return None
 
 
 def _finish(draft, index, clean):
