@@ -6,7 +6,7 @@ red flag instead stops the check-in, shows what to do now and pauses the patient
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from playwright.sync_api import Page, Request, expect
@@ -112,8 +112,9 @@ def session_state(live_server, page: Page) -> dict:
 
 @pytest.fixture
 def checkin(app, live_server, make_request):
-    """A procedure the day before FIXED_NOW for the example patient, recorded as staff do (which
-    plans its follow-up); the day-1 check-in link as its invitation email carries it."""
+    """A procedure the day before FIXED_NOW for the example patient, whose intake came two weeks
+    before it, recorded as staff do (which plans its follow-up); the day-1 check-in link as its
+    invitation email carries it."""
     from clinic.followup.services import record_procedure
     from clinic.intake.models import ConsultationRequest
     from clinic.models import Patient
@@ -122,7 +123,7 @@ def checkin(app, live_server, make_request):
     from clinic.scheduling.services import new_feed_token
     from clinic.tokens import read_token
 
-    request_id = make_request()
+    request_id = make_request(now=FIXED_NOW - timedelta(days=15))  # the pre-procedure baseline
     # the live server's app: its BASE_URL is the address the email's link points at
     with live_server.test_request_context():
         patient_id = db.session.get(ConsultationRequest, request_id).patient_id
