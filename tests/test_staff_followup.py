@@ -97,6 +97,8 @@ def test_us_style_date_is_accepted(app, client, login, patient_id, provider_id):
         ({"patient_id": "9" * 30}, "patient_id", "Choose a patient."),
         ({"patient_id": "x" * 5000}, "patient_id", "Choose a patient."),
         ({"patient_id": ""}, "patient_id", "Choose a patient."),
+        ({"patient_id": "\u00b2"}, "patient_id", "Choose a patient."),  # isdigit(), not a number
+        ({"provider_id": "\u0661\u0662"}, "provider_id", "Choose the provider who performed it."),
         ({"provider_id": "999999"}, "provider_id", "No such provider."),
         ({"provider_id": ""}, "provider_id", "Choose the provider who performed it."),
     ],

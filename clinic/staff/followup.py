@@ -34,15 +34,6 @@ DAY_FORMATS = ("%Y-%m-%d", "%m/%d/%Y")
 PATIENT_CHOICES = 100
 
 
-def _id_or_none(value) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if http.sane_id(value) else None
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 10:
-        number = int(value.strip())
-        return number if http.sane_id(number) else None
-    return None
-
-
 class DayField(StringField):
     """A date typed as YYYY-MM-DD (the date picker) or MM/DD/YYYY; ``data`` is None if neither."""
 
@@ -70,9 +61,9 @@ def _valid_day(form, field) -> None:
 
 
 class ProcedureForm(FlaskForm):
-    patient_id = SelectField("Patient", coerce=_id_or_none, validate_choice=False)
+    patient_id = SelectField("Patient", coerce=http.parse_id, validate_choice=False)
     performed_on = DayField("Date of service", validators=[_valid_day])
-    provider_id = SelectField("Performed by", coerce=_id_or_none, validate_choice=False)
+    provider_id = SelectField("Performed by", coerce=http.parse_id, validate_choice=False)
 
     def validate_patient_id(self, field):
         if field.data is None:
@@ -113,7 +104,7 @@ def _patient_choices(terms: list[str], chosen: int | None) -> list[tuple]:
 
 def _procedure_form() -> ProcedureForm:
     form = ProcedureForm()
-    chosen = form.patient_id.data or _id_or_none(request.args.get("patient_id", ""))
+    chosen = form.patient_id.data or http.parse_id(request.args.get("patient_id"))
     if request.method == "GET" and chosen:
         form.patient_id.data = chosen
     form.patient_id.choices = _patient_choices(_search_terms(), chosen)
