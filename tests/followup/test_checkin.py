@@ -38,26 +38,22 @@ ANSWERS = {
 }
 
 
-@pytest.fixture
-def link(app, make_request):
-    """A procedure the day before FIXED_NOW for the example patient, whose intake came two
-    weeks before it; a token per timepoint."""
+def planned_links(app, request_id: int, performed_on: date) -> dict:
+    """Record a procedure on ``performed_on`` for the request's patient, as staff do (which
+    plans its follow-up); a token and a check-in URL per timepoint."""
     from clinic.followup.services import record_procedure
     from clinic.models import Patient
     from clinic.scheduling.models import Provider
     from clinic.scheduling.services import new_feed_token
     from clinic.tokens import make_token
 
-    request_id = make_request(now=FIXED_NOW - timedelta(days=15))
     with app.test_request_context():
         request = db.session.get(ConsultationRequest, request_id)
         provider = Provider(name="Dr. Test", title="MD", feed_token=new_feed_token())
         db.session.add(provider)
         db.session.flush()
         patient = db.session.get(Patient, request.patient_id)
-        procedure = record_procedure(
-            patient, provider, date(2026, 11, 23), actor=None, now=FIXED_NOW
-        )
+        procedure = record_procedure(patient, provider, performed_on, actor=None, now=FIXED_NOW)
         db.session.commit()
         tokens = {tp.code: make_token("checkin", {"t": tp.id}) for tp in procedure.timepoints}
         ids = {tp.code: tp.id for tp in procedure.timepoints}
@@ -68,6 +64,14 @@ def link(app, make_request):
             "request_id": request_id,
             "url": {code: f"/checkin/{t}" for code, t in tokens.items()},
         }
+
+
+@pytest.fixture
+def link(app, make_request):
+    """A procedure the day before FIXED_NOW for the example patient, whose intake came two
+    weeks before it."""
+    request_id = make_request(now=FIXED_NOW - timedelta(days=15))
+    return planned_links(app, request_id, date(2026, 11, 23))
 
 
 def verified(client, url: str):
@@ -432,25 +436,8 @@ def test_the_baseline_is_the_intake_before_the_procedure(app, client, link, make
 
 def test_no_baseline_without_an_intake_before_the_procedure(app, client, make_request):
     """The only intake came after the procedure: the check-in is stored, its changes unknown."""
-    from clinic.followup.services import record_procedure
-    from clinic.models import Patient
-    from clinic.scheduling.models import Provider
-    from clinic.scheduling.services import new_feed_token
-    from clinic.tokens import make_token
-
     request_id = make_request(now=FIXED_NOW - timedelta(days=2))
-    with app.test_request_context():
-        request = db.session.get(ConsultationRequest, request_id)
-        provider = Provider(name="Dr. Test", title="MD", feed_token=new_feed_token())
-        db.session.add(provider)
-        db.session.flush()
-        patient = db.session.get(Patient, request.patient_id)
-        procedure = record_procedure(
-            patient, provider, date(2026, 11, 10), actor=None, now=FIXED_NOW
-        )
-        db.session.commit()
-        week6 = next(t for t in procedure.timepoints if t.code == "FU-W6")
-        url = "/checkin/" + make_token("checkin", {"t": week6.id})
+    url = planned_links(app, request_id, date(2026, 11, 10))["url"]["FU-W6"]
     screened(client, url)
     assert client.post(f"{url}/answers", data=ANSWERS).status_code == 302
     [row] = rows(app, CheckIn)
