@@ -48,14 +48,18 @@ def create_staff(email: str, role: str, password: str | None, full_name: str) ->
     click.echo(f"Created {user.email} ({user.role}).")
 
 
+def _staff_by_email(email: str) -> StaffUser | None:
+    return db.session.scalars(
+        select(StaffUser).where(func.lower(StaffUser.email) == email.strip().lower())
+    ).first()
+
+
 @click.command("create-api-token")
 @with_appcontext
 @click.argument("email")
 def create_api_token(email: str) -> None:
     """Print a new bearer token for a staff user."""
-    user = db.session.scalars(
-        select(StaffUser).where(func.lower(StaffUser.email) == email.strip().lower())
-    ).first()
+    user = _staff_by_email(email)
     if user is None or not user.active:
         click.echo(f"No active staff user {email}.", err=True)
         raise SystemExit(2)
@@ -69,9 +73,7 @@ def create_api_token(email: str) -> None:
 @click.argument("email")
 def revoke_api_tokens(email: str) -> None:
     """Revoke every bearer token of a staff user (a leaked or unused token)."""
-    user = db.session.scalars(
-        select(StaffUser).where(func.lower(StaffUser.email) == email.strip().lower())
-    ).first()
+    user = _staff_by_email(email)
     if user is None:
         click.echo(f"No staff user {email}.", err=True)
         raise SystemExit(2)

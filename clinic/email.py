@@ -57,6 +57,13 @@ def _enhanced(reply: bytes | str | None) -> str | None:
     return match.group(1).decode() if match else None
 
 
+def greeting(patient) -> str:
+    """The salutation of a patient's email; the clinic may leave first names out (spec 4.2)."""
+    if not current_app.config.get("NOTIFY_USE_FIRST_NAME", True):
+        return "Hello,"
+    return f"Hello {patient.preferred_name or patient.first_name},"
+
+
 def build_message(
     template: str, to: str, subject: str, *, message_id: str | None = None, **context
 ) -> EmailMessage:

@@ -6,14 +6,11 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, url_for
 
-from clinic.email import build_message
+from clinic.email import build_message, greeting
 from clinic.intake.models import ConsultationRequest
 
 
 def acknowledgement(request: ConsultationRequest, *, message_id: str | None = None):
-    # imported here: clinic.notifications.emails imports this module to build the message
-    from clinic.notifications.emails import greeting
-
     patient = request.patient
     tz = ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
     received = request.submitted_at.astimezone(tz)
@@ -21,7 +18,7 @@ def acknowledgement(request: ConsultationRequest, *, message_id: str | None = No
         "intake_acknowledgement",
         to=patient.email,
         subject=f"We received your request - {current_app.config['CLINIC_NAME']}",
-        greeting=greeting(patient),  # the clinic may turn first names off (spec 4.2)
+        greeting=greeting(patient),
         received=received.strftime("%A, %B %-d, %Y"),
         call_today=request.triage == "urgent",
         message_id=message_id,

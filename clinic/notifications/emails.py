@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from flask import current_app
 
 from clinic import http
-from clinic.email import build_message
+from clinic.email import build_message, greeting
 from clinic.extensions import db
 from clinic.intake import emails as intake_emails
 from clinic.intake.models import ConsultationRequest
@@ -44,12 +44,6 @@ def when(moment: datetime) -> str:
 def _long_when(moment: datetime) -> str:
     local = moment.astimezone(http.clinic_tz())
     return local.strftime("%A, %B %-d, %Y at %-I:%M %p %Z")
-
-
-def greeting(patient: Patient) -> str:
-    if not current_app.config.get("NOTIFY_USE_FIRST_NAME", True):
-        return "Hello,"
-    return f"Hello {patient.preferred_name or patient.first_name},"
 
 
 def build(row: Notification, *, now: datetime) -> EmailMessage:
