@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--dir", default="instance/mail")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devmail: %(message)s")
+    # aiosmtpd logs every SMTP command at INFO, recipients' addresses included.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     controller = Controller(FileSink(Path(args.dir)), hostname=args.host, port=args.port)
     controller.start()
     logger.info("SMTP sink on %s:%d filing mail under %s", args.host, args.port, args.dir)
