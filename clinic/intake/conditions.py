@@ -126,3 +126,36 @@ def fields_named(pred: Predicate) -> list[str]:
     if "not" in pred:
         return fields_named(pred["not"])
     return [pred["field"]]
+
+
+def problems(pred: Any, known_fields: set[str], where: str) -> list[str]:
+    """What is wrong with a predicate read from a rule file (an empty list when nothing).
+
+    ``evaluate`` trusts its input: an unknown operator would fail every intake that reaches it,
+    and a misspelled field would quietly never match.
+    """
+    if not isinstance(pred, dict) or not pred:
+        return [f"{where}: a condition must be a non-empty object"]
+    for combinator in ("all", "any"):
+        if combinator in pred:
+            parts = pred[combinator]
+            if len(pred) != 1 or not isinstance(parts, list) or not parts:
+                return [f"{where}: '{combinator}' takes a non-empty list and nothing beside it"]
+            return [
+                p
+                for i, part in enumerate(parts)
+                for p in problems(part, known_fields, f"{where}.{combinator}[{i}]")
+            ]
+    if "not" in pred:
+        if len(pred) != 1:
+            return [f"{where}: 'not' takes one condition and nothing beside it"]
+        return problems(pred["not"], known_fields, f"{where}.not")
+    found = []
+    if pred.get("field") not in known_fields:
+        found.append(f"{where}: unknown field {pred.get('field')!r}")
+    unknown = sorted(set(pred) - {"field", "present"} - set(_OPS))
+    if unknown:
+        found.append(f"{where}: unknown operator {', '.join(map(repr, unknown))}")
+    elif len(pred) < 2:
+        found.append(f"{where}: no operator")
+    return found
