@@ -16,7 +16,7 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
     app.config.update(settings)
     _configure_logging(app)
-    _check_rules(app)
+    _check_data_files(app)
     _register_extensions(app)
     _register_converters(app)
     _register_blueprints(app)
@@ -33,19 +33,14 @@ def _configure_logging(app: Flask) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
-def _check_rules(app: Flask) -> None:
-    """Refuse to start on rule files that would hide a red flag or fail every intake."""
+def _check_data_files(app: Flask) -> None:
+    """Refuse to start on clinic data files that would hide a red flag or fail at run time."""
     from clinic.config import ConfigError
-    from clinic.intake.rule_check import problems
-    from clinic.intake.rules import load_rules
+    from clinic.startup_checks import problems
 
-    where = app.config["INTAKE_RULES_DIR"] or "the packaged rules"
-    try:
-        found = problems(load_rules(app.config["INTAKE_RULES_DIR"]))
-    except (OSError, ValueError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"{where}: the rule files cannot be read ({exc})") from exc
+    found = problems(app.config)
     if found:
-        raise ConfigError(f"{where}: " + "; ".join(found))
+        raise ConfigError("; ".join(found))
 
 
 def _register_extensions(app: Flask) -> None:

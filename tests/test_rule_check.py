@@ -100,3 +100,67 @@ def test_a_rule_file_that_is_not_json_stops_the_start(tmp_path):
     (tmp_path / "red-flags.json").write_text("{ not json")
     with pytest.raises(ConfigError, match="cannot be read"):
         _start(str(tmp_path))
+
+
+def _copy_with(tmp_path, packaged, change) -> str:
+    data = json.loads(packaged.read_text())
+    change(data)
+    path = tmp_path / packaged.name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _start_with(**config):
+    return create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", **config})
+
+
+def test_a_schedule_step_of_an_unknown_kind_stops_the_start(tmp_path):
+    """It would have failed every send of that step (no subject, no template)."""
+    from clinic.notifications import schedules
+
+    def misspell(d):
+        d["appointment_types"]["consultation"][1]["kind"] = "reminder_72"
+
+    path = _copy_with(tmp_path, schedules.PACKAGED, misspell)
+    with pytest.raises(ConfigError, match=r"NOTIFY_SCHEDULES_FILE .*unknown message kind"):
+        _start_with(NOTIFY_SCHEDULES_FILE=path)
+
+
+def test_a_schedule_step_with_two_timings_stops_the_start(tmp_path):
+    from clinic.notifications import schedules
+
+    def both(d):
+        d["appointment_types"]["consultation"][1]["at_booking"] = True
+
+    path = _copy_with(tmp_path, schedules.PACKAGED, both)
+    with pytest.raises(ConfigError, match="give exactly one timing"):
+        _start_with(NOTIFY_SCHEDULES_FILE=path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(resend_after_days=[3, 7, 10]), "at most two re-sends"),
+        (lambda d: d["timepoints"][0].update(window_afterr=3), "cannot be read"),
+        (lambda d: d["timepoints"][0].update(window_before=-2), "cannot be negative"),
+    ],
+)
+def test_a_broken_follow_up_plan_stops_the_start(tmp_path, change, message):
+    from clinic.followup import plan
+
+    path = _copy_with(tmp_path, plan.PACKAGED, change)
+    with pytest.raises(ConfigError, match=rf"FOLLOWUP_PLAN_FILE .*{message}"):
+        _start_with(FOLLOWUP_PLAN_FILE=path)
+
+
+def test_a_missing_instructions_file_stops_the_start(tmp_path):
+    missing = str(tmp_path / "nowhere.json")
+    with pytest.raises(ConfigError, match="APPOINTMENT_INSTRUCTIONS_FILE .*cannot be read"):
+        _start_with(APPOINTMENT_INSTRUCTIONS_FILE=missing)
+
+
+def test_a_configured_odi_pack_that_cannot_be_read_stops_the_start(tmp_path):
+    pack = tmp_path / "odi.json"
+    pack.write_text(json.dumps({"version": "x", "sections": [{"title": "t", "options": ["a"]}]}))
+    with pytest.raises(ConfigError, match="ODI_PACK_FILE .*not an ODI pack"):
+        _start_with(ODI_PACK_FILE=str(pack))
