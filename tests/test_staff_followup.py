@@ -239,6 +239,36 @@ def test_chart_baseline_is_the_intake_before_the_procedure(
     assert "the baseline from the intake of Sep 15, 2026" in text
 
 
+def test_each_procedures_check_ins_are_compared_with_its_own_baseline(
+    app, client, login, with_checkins, make_request, provider_id
+):
+    """A second procedure, after a new intake (back 3, leg 2), takes the chart's baseline; the
+    first procedure's check-ins still show their change from the intake before them (6/7)."""
+    from clinic.models import Patient
+
+    make_request(now=FIXED_NOW - timedelta(days=6), nprs_back_now=3, nprs_leg_now=2)
+    with app.app_context():
+        followup.record_procedure(
+            db.session.get(Patient, with_checkins),
+            db.session.get(Provider, provider_id),
+            (FIXED_NOW - timedelta(days=2)).date(),
+            actor=None,
+            now=FIXED_NOW,
+        )
+        db.session.commit()
+    login("physician")
+    text = client.get(f"/staff/patients/{with_checkins}/follow-up").get_data(as_text=True)
+    assert "Back pain (baseline 3)" in text and "Leg pain (baseline 2)" in text
+    assert "before the latest procedure" in text
+    # the first procedure's 6-week check-in: back 2 against 6, not against 3
+    assert "2 (\u22124)" in text and "2 (\u22121)" not in text
+    table = text[text.index('<table class="outcomes">') :]
+    first = table.index("Baseline (intake) before the procedure of Oct 1, 2026")
+    second = table.index("Baseline (intake) before the procedure of ")
+    assert first == second  # the older baseline comes first
+    assert table.index("6 weeks") < table.rindex("Baseline (intake) before the procedure of ")
+
+
 def test_follow_up_page_without_any_data(client, login, app):
     from clinic.models import Patient
 

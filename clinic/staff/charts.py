@@ -65,6 +65,7 @@ class Observation:
     day: date
     scores: Mapping[str, object]
     label: str = ""
+    baseline: Mapping[str, object] = field(default_factory=dict)  # its own procedure's
 
 
 @dataclass(frozen=True)

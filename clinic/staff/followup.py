@@ -155,12 +155,45 @@ def record_procedure():
     return render_template("staff/procedure_new.html", form=form, q=terms), code
 
 
-def _baseline(patient_id: int, procedures: list[Procedure]) -> tuple[dict, date | None]:
-    """The baseline the latest procedure's check-ins were scored against (the intake before
-    it), and its day; the latest intake when no procedure is recorded."""
-    latest = next((p for p in procedures if p.status == "active"), None)
-    latest = latest or next(iter(procedures), None)
-    return checkin.baseline_for(patient_id, latest.performed_on if latest else None)
+def _latest(procedures: list[Procedure]) -> Procedure | None:
+    """The procedure the chart's baseline belongs to: the latest active one, else the latest."""
+    return next((p for p in procedures if p.status == "active"), next(iter(procedures), None))
+
+
+def _baseline_rows(
+    procedures: list[Procedure],
+    baselines: dict[int, tuple[dict, date | None]],
+    fallback: tuple[dict, date | None],
+) -> list[tuple[date, dict, str]]:
+    """(day, values, label) of each baseline in the table: one per procedure's intake."""
+    if not procedures:
+        values, day = fallback
+        return [(day, values, "Baseline (intake)")] if day else []
+    rows, seen = [], set()
+    for procedure in reversed(procedures):  # oldest first
+        values, day = baselines[procedure.id]
+        if day is None or day in seen:
+            continue
+        seen.add(day)
+        label = "Baseline (intake)"
+        if len(procedures) > 1:
+            label += f" before the procedure of {procedure.performed_on:%b %-d, %Y}"
+        rows.append((day, values, label))
+    return rows
+
+
+def _table_rows(baseline_rows: list[tuple[date, dict, str]], observations) -> list[dict]:
+    """The outcome table, oldest first: baseline rows, and the check-ins, each compared with
+    the baseline of its own procedure."""
+    rows = [
+        {"day": day, "label": label, "values": values, "baseline": None, "order": 0}
+        for day, values, label in baseline_rows
+    ]
+    rows += [
+        {"day": o.day, "label": o.label, "values": o.scores, "baseline": o.baseline, "order": 1}
+        for o in observations
+    ]
+    return sorted(rows, key=lambda r: (r["day"], r["order"]))
 
 
 def _outcomes(patient: Patient) -> dict:
@@ -188,16 +221,25 @@ def _outcomes(patient: Patient) -> dict:
         for t in p.timepoints
         if checkin.is_open(t) and checkin.is_locked(t)
     }
-    baseline, baseline_day = _baseline(patient.id, procedures)
+    # Each procedure's check-ins were scored against the intake before that procedure.
+    baselines = {p.id: checkin.baseline_for(patient.id, p.performed_on) for p in procedures}
+    latest = _latest(procedures)
+    baseline, baseline_day = (
+        baselines[latest.id] if latest else checkin.baseline_for(patient.id, None)
+    )
     observations = [
         charts.Observation(
             c.submitted_at.astimezone(tz).date(),
             c.scores or {},
             c.timepoint.label if c.timepoint else "Check-in",
+            baselines.get(c.timepoint.procedure_id, ({}, None))[0] if c.timepoint else baseline,
         )
         for c in checkins
         if c.scores
     ]
+    table = _table_rows(
+        _baseline_rows(procedures, baselines, (baseline, baseline_day)), observations
+    )
     today = http.now().astimezone(tz).date()
     return {
         "procedures": procedures,
@@ -205,7 +247,9 @@ def _outcomes(patient: Patient) -> dict:
         "locked": locked,
         "baseline": baseline,
         "baseline_day": baseline_day,
+        "latest_procedure": latest if len(procedures) > 1 else None,
         "observations": observations,
+        "table_rows": table,
         "panels": charts.outcome_panels(baseline, baseline_day, observations, done, today=today),
     }
 
