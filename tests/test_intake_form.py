@@ -284,7 +284,7 @@ def test_csrf_is_required(app, database_url, smtp_server):
     client = strict.test_client()
     response = client.post("/intake/red-flags", data=to_form(SECTIONS[0].fields, ALL_SHOWN))
     assert response.status_code == 400
-    assert "Please try again" in response.get_data(as_text=True)
+    assert "This page was not saved yet" in response.get_data(as_text=True)
     page = client.get("/intake").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
     data = to_form(SECTIONS[0].fields, ALL_SHOWN) | {"csrf_token": token}

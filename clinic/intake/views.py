@@ -49,7 +49,7 @@ def step(slug: str = SECTIONS[0].slug):
     index = _step_index(slug)
     draft = _draft()
     if index > 0 and (draft is None or draft.step < index):
-        return redirect(url_for(".step", slug=SECTIONS[draft.step if draft else 0].slug))
+        return _not_yet(draft)
     answers = draft.answers if draft else {}
     return _render_step(index, IntakeStepForm(), answers, {})
 
@@ -63,13 +63,16 @@ def save(slug: str = SECTIONS[0].slug):
     form = IntakeStepForm()
     draft = _draft(for_update=True)  # a double-clicked "Send" waits, then finds no draft
     if index > 0 and (draft is None or draft.step < index):
-        return redirect(url_for(".step", slug=SECTIONS[draft.step if draft else 0].slug))
-    if not form.validate_on_submit():  # CSRFProtect has already refused a bad token
-        abort(400)
+        return _not_yet(draft)
     section = SECTIONS[index]
     now = http.now()
     context = dict(draft.answers) if draft else {}
     values, errors = schema.from_form(section, request.form)
+    if not form.validate_on_submit():
+        # The page's token expired (left open for hours) or is missing: save nothing, but
+        # show what was typed again with a fresh token, so the patient only sends it again.
+        shown = {**context, **values, **_typed(section, errors)}
+        return _render_step(index, IntakeStepForm(), context, {}, display=shown, expired=True), 400
     clean, more = schema.validate(
         [section], values, context, now.astimezone(http.clinic_tz()).date()
     )
@@ -77,7 +80,8 @@ def save(slug: str = SECTIONS[0].slug):
     page = _page_due(draft, triage(drafts.with_step(context, index, clean), current_rules()))
     # spec 1.1.2: an emergency answer blocks at once, even with another question left blank
     if errors and page != Triage.EMERGENCY:
-        return _render_step(index, form, {**context, **values}, errors), 422
+        shown = {**context, **values, **_typed(section, errors)}
+        return _render_step(index, form, {**context, **values}, errors, display=shown), 422
     if draft is None:
         draft, key = drafts.start_draft(now)
         session[SESSION_KEY] = key
@@ -106,6 +110,14 @@ def save(slug: str = SECTIONS[0].slug):
         db.session.commit()
         return redirect(url_for(".step", slug=SECTIONS[index + 1].slug))
     return _finish(draft, index, clean)
+
+
+def _not_yet(draft):
+    """Where a step the patient hasn't reached sends them: the step they are on, or, back
+    after sending (the Back button, a second click), the thank-you page, not a blank form."""
+    if draft is None and session.get("intake_done"):
+        return redirect(url_for(".done"))
+    return redirect(url_for(".step", slug=SECTIONS[draft.step if draft else 0].slug))
 
 
 def _page_due(draft, result: TriageResult) -> Triage | None:
@@ -140,7 +152,16 @@ def _finish(draft, index, clean):
     return redirect(url_for(".done"))
 
 
-def _render_step(index, form, answers, errors):
+def _typed(section, errors) -> dict:
+    """What was typed into the text boxes that could not be read, to show it back as typed."""
+    return {
+        f.id: request.form.get(f.id, "")
+        for f in section.fields
+        if f.id in errors and f.kind not in ("choice", "bool", "multi", "ack")
+    }
+
+
+def _render_step(index, form, answers, errors, *, display=None, expired=False):
     section = SECTIONS[index]
     today = http.now().astimezone(http.clinic_tz()).date()
     shown = [
@@ -166,8 +187,10 @@ def _render_step(index, form, answers, errors):
         fields=shown,
         index=index,
         sections=SECTIONS,
-        answers=answers,
+        # what the boxes show: the answers, or what was just typed where it could not be read
+        answers=answers if display is None else display,
         errors=errors,
+        expired=expired,
         context=context,
         is_required=lambda f: schema.is_required(f, answers, today),
     )

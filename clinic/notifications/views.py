@@ -27,7 +27,7 @@ def _patient_for(token: str) -> Patient | None:
 @bp.get("/notifications/unsubscribe/<token>")
 def unsubscribe_form(token: str):
     if _patient_for(token) is None:
-        return render_template("scheduling/link_expired.html"), 404
+        return render_template("scheduling/link_expired.html", about="email"), 404
     return render_template("notifications/unsubscribe.html", done=False)
 
 
@@ -37,7 +37,7 @@ def unsubscribe_form(token: str):
 def unsubscribe(token: str):
     patient = _patient_for(token)
     if patient is None:
-        return render_template("scheduling/link_expired.html"), 404
+        return render_template("scheduling/link_expired.html", about="email"), 404
     now = http.now()
     sending.suppress(patient.email, "unsubscribed", "patient's unsubscribe link", now=now)
     audit.record(

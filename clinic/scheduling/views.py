@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SelectField
@@ -83,11 +92,17 @@ def _slot_days(appointment_type, start, *, exclude_appointment_id=None):
             {
                 "value": f"{slot.provider_id}|{slot.start.isoformat()}",
                 "time": local.strftime("%-I:%M %p"),
+                "zone": local.strftime("%Z"),  # EST or EDT: a week may cross a clock change
                 "provider": providers[slot.provider_id].name,
                 "location": locations[slot.location_id].name,
             }
         )
     return days, end
+
+
+def _zone_name() -> str:
+    """The clinic's time zone in words a patient knows, e.g. "New York time"."""
+    return http.clinic_tz().key.rsplit("/", 1)[-1].replace("_", " ") + " time"
 
 
 def _chosen(raw: str | None) -> tuple[Provider, datetime]:
@@ -133,9 +148,12 @@ def book(token: str):
         flash("You already have an appointment. You can change it here.", "info")
         return redirect(url_for(".manage", token=links.manage_token(existing)))
     start = _days_from(request.args.get("from"))
-    days, end = _slot_days(_consultation(), start)
+    consultation = _consultation()
+    days, end = _slot_days(consultation, start)
     return render_template(
         "scheduling/book.html",
+        zone_name=_zone_name(),
+        minutes=consultation.duration_minutes,
         form=PickForm(),
         days=days,
         token=token,
@@ -176,9 +194,12 @@ def book_post(token: str):
             if isinstance(exc, services.SlotUnavailable)
             else "Choose a time from the list."
         )
-        days, end = _slot_days(_consultation(), _days_from(None))
+        consultation = _consultation()
+        days, end = _slot_days(consultation, _days_from(None))
         return render_template(
             "scheduling/book.html",
+            zone_name=_zone_name(),
+            minutes=consultation.duration_minutes,
             form=form,
             days=days,
             token=token,
@@ -192,8 +213,9 @@ def book_post(token: str):
 
 def _managed(token: str):
     appointment = links.appointment_for(token, http.now())
-    if appointment is None:
-        abort(404)
+    if appointment is None:  # forged, or an old email's link: say so, and who to call
+        page = render_template("scheduling/link_expired.html", about="appointment")
+        abort(make_response(page, 404))
     return appointment
 
 
@@ -206,6 +228,7 @@ def manage(token: str):
         appointment=appointment,
         token=token,
         start=appointment.start_at.astimezone(tz),
+        zone_name=_zone_name(),
         form=CancelForm(),
         can_change=services.patient_may_change(appointment, http.now()),
         instructions=instructions_for(appointment.appointment_type.code),
@@ -272,6 +295,8 @@ def manage_reschedule(token: str):
     )
     return render_template(
         "scheduling/book.html",
+        zone_name=_zone_name(),
+        minutes=appointment.appointment_type.duration_minutes,
         form=form,
         days=days,
         token=token,
