@@ -101,6 +101,14 @@ def show(token: str):
     return _screen_page(token, timepoint, {}, {})
 
 
+@bp.get("/checkin/<token>/<any(identity, screen, answers):step>")
+def step_address(token: str, step: str):
+    """The address a form was sent to, opened again (a reload from the address bar, a link
+    copied after an error page): back to the check-in, which shows where the patient is.
+    Nothing changes on a GET."""
+    return redirect(url_for(".show", token=token))
+
+
 @bp.post("/checkin/<token>/identity")
 @limiter.limit(http.public_post_limit)
 def identity(token: str):

@@ -619,7 +619,10 @@ def test_a_cancelled_followup_link_is_gone(app, client, link):
 def test_state_changes_only_on_post(app, client, link):
     url = link["url"]["FU-W6"]
     for path in ("identity", "screen", "answers"):
-        assert client.get(f"{url}/{path}").status_code == 405
+        # opened from the address bar after an error page: back to the check-in, no change
+        response = client.get(f"{url}/{path}", query_string={"date_of_birth": DOB})
+        assert response.status_code == 302 and response.location == url
+    assert count(app, AuditEvent, AuditEvent.action == service.IDENTITY_ACTION) == 0
     verified(client, url)
     client.get(url, query_string={**SCREEN_CLEAR, "rf_bowel": "new"})
     assert (
