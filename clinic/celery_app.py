@@ -1,7 +1,36 @@
 """Celery wired through the Flask app factory."""
 
+import logging
+import traceback
+
 from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded, TaskPredicate
 from flask import Flask
+
+from clinic.email import PermanentSendError, TemporarySendError
+
+logger = logging.getLogger(__name__)
+
+# Raised through as they are: Celery's own control flow (retry, ignore, reject, time limit)
+# and the send errors, whose text is an SMTP code by design.
+_PASS_THROUGH = (TaskPredicate, SoftTimeLimitExceeded, PermanentSendError, TemporarySendError)
+
+
+class TaskFailed(Exception):
+    """A task body raised; the text names the exception's type, nothing of its message.
+
+    Celery logs a failing task's exception with its message and traceback. Messages may quote
+    patient data: SQLAlchemy's quote the statement's parameters, PostgreSQL's the key values.
+    """
+
+
+def _redacted(task_name: str, exc: Exception) -> TaskFailed:
+    """Log where ``exc`` was raised (frames, no message) and say what it was."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    logger.error(
+        "task %s raised %s\n%s", task_name, kind, "".join(traceback.format_tb(exc.__traceback__))
+    )
+    return TaskFailed(kind)
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -10,7 +39,14 @@ def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
-                return self.run(*args, **kwargs)
+                try:
+                    return self.run(*args, **kwargs)
+                except _PASS_THROUGH:
+                    raise
+                except Exception as exc:
+                    failure = _redacted(self.name, exc)
+            # Raised outside the handler, so the original is not even its context.
+            raise failure
 
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(app.config["CELERY"])

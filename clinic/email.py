@@ -25,19 +25,30 @@ _local = threading.local()
 MAIL_POLICY = policy.default.clone(max_line_length=998)
 
 
+SENDER_STATUSES = ("5.1.7", "5.1.8")  # RFC 3463: bad sender's mailbox / system address
+
+
 class PermanentSendError(Exception):
     """The server refused the message for good (5xx); retrying will not help.
 
     ``enhanced`` is the RFC 3463 status code when the server gave one ("5.1.1": a bad mailbox).
+    ``sender``: the server refused our own MAIL FROM address, not the recipient.
     """
 
-    def __init__(self, text: str, enhanced: str | None = None):
+    def __init__(self, text: str, enhanced: str | None = None, *, sender: bool = False):
         super().__init__(f"{text} {enhanced}" if enhanced else text)
         self.enhanced = enhanced
+        self.sender = sender
 
     @property
     def bad_mailbox(self) -> bool:
-        """5.1.x: the address itself is wrong; mailing it again would bounce again."""
+        """5.1.x about the recipient: mailing that address again would bounce again.
+
+        Never for a refused sender (our MAIL_FROM; 5.1.7 and 5.1.8 are sender codes wherever
+        they come): that says nothing about the patient's address.
+        """
+        if self.sender or self.enhanced in SENDER_STATUSES:
+            return False
         return bool(self.enhanced and self.enhanced.startswith("5.1."))
 
 
@@ -152,6 +163,13 @@ def send(msg: EmailMessage) -> None:
                 f"recipient refused ({codes[0]})", _enhanced(replies[0][1])
             ) from None
         raise TemporarySendError(f"recipient deferred ({codes[0]})") from None
+    except smtplib.SMTPSenderRefused as exc:
+        close_connection()
+        if exc.smtp_code >= 500:
+            raise PermanentSendError(
+                f"sender refused ({exc.smtp_code})", _enhanced(exc.smtp_error), sender=True
+            ) from None
+        raise TemporarySendError(f"sender deferred ({exc.smtp_code})") from None
     except smtplib.SMTPResponseException as exc:
         close_connection()
         if exc.smtp_code >= 500:

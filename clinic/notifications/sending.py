@@ -6,10 +6,12 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import traceback
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
 from clinic import email, http
@@ -102,7 +104,14 @@ def _deliver(row: Notification, found, now: datetime) -> str:
     try:
         msg = emails.build(row, now=now)
     except Exception as exc:  # a broken template must not leave the row claimed forever
-        logger.exception("notification %s (%s) could not be composed", row.id, row.template)
+        # The type and the frames only: an exception's text may quote what it was given.
+        logger.error(
+            "notification %s (%s) could not be composed: %s\n%s",
+            row.id,
+            row.template,
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
         row.status, row.last_error = Status.FAILED, f"could not compose: {type(exc).__name__}"
         return "failed"
     row.attempts += 1
@@ -258,12 +267,27 @@ def _staff_task(patient_id: int, kind: str, title: str, row: Notification, now: 
 
 
 def suppress(address: str, reason: str, detail: str = "", *, now: datetime) -> Suppression:
-    """Stop mailing an address (bounced: everything; unsubscribed: routine messages)."""
+    """Stop mailing an address (bounced: everything; unsubscribed: routine messages).
+
+    One statement (an upsert): two workers bouncing messages to one address at once, or an
+    unsubscribe racing a bounce, both succeed, and a bounce wins over an unsubscribe. A plain
+    look-then-insert lost that race with an IntegrityError quoting the address.
+    """
     address = address.strip().lower()
-    row = db.session.scalar(select(Suppression).where(Suppression.address == address))
-    if row is None:
-        row = Suppression(address=address, reason=reason, detail=detail[:200], created_at=now)
-        db.session.add(row)
-    elif reason == "bounced":
-        row.reason, row.detail = reason, detail[:200]
-    return row
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Suppression).values(
+        address=address, reason=reason, detail=detail[:200], created_at=now
+    )
+    db.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Suppression.address],
+            set_={"reason": statement.excluded.reason, "detail": statement.excluded.detail},
+            where=statement.excluded.reason == "bounced",
+        )
+    )
+    return db.session.scalars(
+        select(Suppression)
+        .where(Suppression.address == address)
+        .execution_options(populate_existing=True)
+    ).one()
