@@ -52,7 +52,13 @@ def from_environment(env: dict[str, str] | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         # The ping costs a round trip per request (~3% of the intake's CPU) but turns a database
         # restart into one reconnect instead of one failed request per pooled connection.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800, "pool_pre_ping": True},
+        # hide_parameters: SQLAlchemy's error texts otherwise quote every bound value (names,
+        # emails, answers) into whatever logs them.
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_recycle": 1800,
+            "pool_pre_ping": True,
+            "hide_parameters": True,
+        },
         "CELERY": {
             "broker_url": broker,
             "task_ignore_result": True,

@@ -171,3 +171,17 @@ def test_no_patient_data_in_any_url(app, client):
         response = post_step(client, index, ALL_SHOWN)
         assert response.status_code == 302
         assert "?" not in response.location and "Okafor" not in response.location
+
+
+def test_database_errors_do_not_quote_their_values(app):
+    """SQLAlchemy puts every bound value into its error text, which a worker or the CLI may log."""
+    import sqlalchemy
+
+    from clinic.extensions import db
+
+    with app.app_context():
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as failed:
+            db.session.execute(sqlalchemy.text("SELECT 1 / (:v - :v)"), {"v": 480207319})
+        db.session.rollback()
+    assert "480207319" not in str(failed.value)
+    assert "hidden due to hide_parameters" in str(failed.value)
