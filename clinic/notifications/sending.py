@@ -14,20 +14,18 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
-from clinic import email, http
+from clinic import email
 from clinic.extensions import db
 from clinic.followup import checkin
-from clinic.followup.models import AutomationPause, Procedure, StaffTask, Timepoint, TimepointStatus
+from clinic.followup.models import AutomationPause, StaffTask, Timepoint, TimepointStatus
 from clinic.models import Patient
-from clinic.notifications import emails
+from clinic.notifications import emails, timepoints
 from clinic.notifications.models import Notification, Status, Suppression
 from clinic.scheduling.models import ACTIVE_STATUSES, Appointment, AppointmentStatus
 
 logger = logging.getLogger(__name__)
 
 ESSENTIAL_KINDS = ("confirmation", "procedure_notice", "update", "cancellation")
-# A timepoint's check-in emails, in the order they go: the invitation, then its re-sends.
-CHECKIN_KINDS = ("checkin", "checkin_resend_1", "checkin_resend_2")
 
 
 def deliver(notification_id: int, *, now: datetime) -> str:
@@ -197,46 +195,15 @@ def _appointment_verdict(
 
 
 def _timepoint_verdict(row: Notification, now: datetime) -> tuple[str, str] | None:
-    timepoint = db.session.get(Timepoint, row.cause_id)
-    if timepoint is None:
-        return Status.CANCELLED, "follow-up gone"
-    procedure = db.session.get(Procedure, timepoint.procedure_id)
-    if procedure.status != "active" or timepoint.status == TimepointStatus.CANCELLED:
-        return Status.CANCELLED, "follow-up cancelled"
-    if timepoint.status == TimepointStatus.COMPLETED:
-        return Status.CANCELLED, "check-in already answered"
-    if row.kind in CHECKIN_KINDS:
-        # Held messages (a pause, a stalled dispatcher) may come due long after their time.
-        if timepoint.status == TimepointStatus.MISSED:
-            return Status.SKIPPED, "check-in missed: staff follow up"
-        if now.astimezone(http.clinic_tz()).date() > timepoint.window_end:
-            return Status.SKIPPED, "check-in window closed"
-        if _superseded(row, now):
-            return Status.SKIPPED, "a later check-in message is due"
-    elif row.kind == "checkin_no_response" and checkin.stopped_by(timepoint) is not None:
-        # The patient answered: staff have the red-flag task, this one is not a non-responder.
-        return Status.SKIPPED, "check-in stopped by a red flag"
+    verdict = timepoints.held_back(row, now)
+    if verdict is not None:
+        return verdict
+    if row.kind == "checkin_no_response":
+        timepoint = db.session.get(Timepoint, row.cause_id)
+        if checkin.stopped_by(timepoint) is not None:
+            # The patient answered: staff have the red-flag task; not a non-responder.
+            return Status.SKIPPED, "check-in stopped by a red flag"
     return None
-
-
-def _superseded(row: Notification, now: datetime) -> bool:
-    """A later message of the same check-in is due (or went) too: only the latest goes, so
-    the patient gets one contact at a time. Decided by kind, not by which send runs first."""
-    later = CHECKIN_KINDS[CHECKIN_KINDS.index(row.kind) + 1 :]
-    if not later:
-        return False
-    found = db.session.scalar(
-        select(Notification.id)
-        .where(
-            Notification.cause_type == row.cause_type,
-            Notification.cause_id == row.cause_id,
-            Notification.kind.in_(later),
-            Notification.due_at <= now,
-            Notification.status.in_((Status.PENDING, Status.SENDING, Status.SENT)),
-        )
-        .limit(1)
-    )
-    return found is not None
 
 
 def _task_for(row: Notification, now: datetime) -> None:

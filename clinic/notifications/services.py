@@ -19,7 +19,7 @@ from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.followup.models import StaffTask
 from clinic.models import StaffUser
-from clinic.notifications import outbox, schedules
+from clinic.notifications import outbox, schedules, timepoints
 from clinic.notifications.models import OPEN_STATUSES, Notification, Status
 from clinic.scheduling.models import Appointment, AppointmentStatus
 
@@ -323,6 +323,10 @@ def resend(row: Notification, *, actor: StaffUser, now: datetime, client=None) -
         appointment = db.session.get(Appointment, row.cause_id)
         if appointment is not None and appointment.status == AppointmentStatus.CANCELLED:
             raise DomainError("The appointment is cancelled; only the cancellation can be resent.")
+    if row.cause_type == "timepoint":
+        held = timepoints.held_back(row, now)
+        if held is not None:  # it would only be skipped: say why now, nothing is queued
+            raise DomainError(f"This check-in message cannot go any more: {held[1]}.")
     old = row.status
     row.due_at = now
     row.attempts = 0

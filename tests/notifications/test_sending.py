@@ -509,3 +509,34 @@ def test_held_check_in_messages_of_a_missed_timepoint_are_not_sent(
         (Status.SKIPPED, "check-in missed: staff follow up")
     }
     assert all(arrived(inbox, r) == [] for r in emails_)
+
+
+def test_staff_resend_of_a_closed_check_in_is_refused_with_its_reason(
+    napp, nctx, clinic, headers, inbox
+):
+    """Resending a skipped invitation after the window closed, or once the timepoint is
+    missed, would only be skipped again: staff are told why at once, nothing is queued."""
+    from clinic.errors import DomainError
+    from clinic.followup.models import TimepointStatus
+    from clinic.models import StaffUser
+    from clinic.notifications import services
+
+    week6, rows = _record_procedure(napp, clinic, headers)
+    [invite] = rows["checkin"]
+    closed = local("2027-01-13T08:30:00-05:00")
+    assert sending.deliver(claim(invite, closed), now=closed) == Status.SKIPPED
+    nurse = db.session.scalars(select(StaffUser)).first()
+    with pytest.raises(DomainError, match="cannot go any more: check-in window closed"):
+        services.resend(invite, actor=nurse, now=closed)
+    week6.status = TimepointStatus.MISSED
+    db.session.flush()
+    with pytest.raises(DomainError, match="check-in missed: staff follow up"):
+        services.resend(invite, actor=nurse, now=closed)
+    db.session.rollback()
+    db.session.expire_all()
+    assert invite.status == Status.SKIPPED and arrived(inbox, invite) == []
+    # inside the window, the same resend goes
+    inside = local("2027-01-06T10:00:00-05:00")
+    services.resend(invite, actor=nurse, now=inside)
+    db.session.commit()
+    assert invite.status == Status.SENDING
