@@ -90,6 +90,12 @@ def _deliver(row: Notification, found, now: datetime) -> str:
     # ``found`` holds the patient and the appointment for the whole send: the session's
     # identity map keeps objects only while something references them, so the lookups by id
     # in emails.build are answered from it instead of the database.
+    if row.channel == "task" and row.cause_type == "timepoint" and _being_answered(row):
+        # The patient is submitting this check-in right now: waiting for their transaction,
+        # which waits for this row's lock to cancel it, would deadlock. Decide after it.
+        row.status, row.claimed_at = Status.PENDING, None
+        row.due_at = now + TASK_RETRY
+        return "retry"
     reason = _not_wanted(row, found, now)
     if reason is not None:
         status, text = reason
@@ -204,6 +210,17 @@ def _timepoint_verdict(row: Notification, now: datetime) -> tuple[str, str] | No
             # The patient answered: staff have the red-flag task; not a non-responder.
             return Status.SKIPPED, "check-in stopped by a red flag"
     return None
+
+
+TASK_RETRY = timedelta(minutes=5)
+
+
+def _being_answered(row: Notification) -> bool:
+    """Lock the row's timepoint for this transaction, unless a check-in submit holds it."""
+    locked = db.session.scalar(
+        select(Timepoint.id).where(Timepoint.id == row.cause_id).with_for_update(skip_locked=True)
+    )
+    return locked is None and db.session.get(Timepoint, row.cause_id) is not None
 
 
 def _task_for(row: Notification, now: datetime) -> None:

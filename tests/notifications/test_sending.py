@@ -540,3 +540,50 @@ def test_staff_resend_of_a_closed_check_in_is_refused_with_its_reason(
     services.resend(invite, actor=nurse, now=inside)
     db.session.commit()
     assert invite.status == Status.SENDING
+
+
+def test_the_no_response_task_waits_for_a_check_in_being_submitted(
+    napp, nctx, clinic, headers, inbox, database_url
+):
+    """The patient submits the check-in (their transaction locks the timepoint and will cancel
+    this task row) while the task comes due: the task must not wait for them while holding its
+    own row, or the two would deadlock. It steps back five minutes and then sees the answer."""
+    from sqlalchemy import create_engine, event, text
+
+    from clinic.followup.models import TimepointStatus
+
+    week6, rows = _record_procedure(napp, clinic, headers)
+    [task] = rows["checkin_no_response"]
+    due = task.due_at
+    other = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    conn = other.connect()
+    transaction = conn.begin()
+    conn.execute(
+        text("SELECT id FROM followup_timepoint WHERE id = :id FOR UPDATE"), {"id": week6.id}
+    )
+
+    @event.listens_for(db.engine, "begin")
+    def short_lock_wait(connection):  # the old code waited here: fail fast instead
+        connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+
+    try:
+        assert sending.deliver(claim(task, due), now=due) == "retry"
+        db.session.expire_all()
+        assert (task.status, task.due_at) == (Status.PENDING, due + timedelta(minutes=5))
+        assert _no_response_tasks() == []
+    finally:
+        event.remove(db.engine, "begin", short_lock_wait)
+        transaction.rollback()
+        conn.close()
+        other.dispose()
+    later = due + timedelta(minutes=5)
+    assert sending.deliver(claim(task, later), now=later) == "task"
+    db.session.expire_all()
+    assert week6.status == TimepointStatus.MISSED
+    assert len(_no_response_tasks()) == 1
+
+
+def _no_response_tasks() -> list:
+    return db.session.scalars(
+        select(StaffTask).where(StaffTask.kind == "followup_no_response")
+    ).all()
