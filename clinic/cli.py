@@ -19,6 +19,20 @@ from clinic.models import Role, StaffUser, utcnow
 from clinic.staff import services
 
 
+def _text(ctx, param, value):
+    """Refuse text no database can store: bytes that are not UTF-8 in the shell's arguments
+    arrive as lone surrogates, and control characters are never meant."""
+    if value is None:
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.BadParameter("contains bytes that are not UTF-8 text.") from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise click.BadParameter("contains control characters.")
+    return value
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(create_staff)
     app.cli.add_command(create_api_token)
@@ -29,10 +43,17 @@ def register(app: Flask) -> None:
 
 @click.command("create-staff")
 @with_appcontext
-@click.argument("email")
+@click.argument("email", callback=_text)
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
-@click.option("--password", default=None, help="At least 12 characters; asked for if omitted.")
-@click.option("--name", "full_name", default="", help="Full name shown to colleagues.")
+@click.option(
+    "--password",
+    default=None,
+    callback=_text,
+    help="At least 12 characters; asked for if omitted.",
+)
+@click.option(
+    "--name", "full_name", default="", callback=_text, help="Full name shown to colleagues."
+)
 def create_staff(email: str, role: str, password: str | None, full_name: str) -> None:
     """Create a staff user."""
     if password is None:
@@ -56,7 +77,7 @@ def _staff_by_email(email: str) -> StaffUser | None:
 
 @click.command("create-api-token")
 @with_appcontext
-@click.argument("email")
+@click.argument("email", callback=_text)
 def create_api_token(email: str) -> None:
     """Print a new bearer token for a staff user."""
     user = _staff_by_email(email)
@@ -70,7 +91,7 @@ def create_api_token(email: str) -> None:
 
 @click.command("revoke-api-tokens")
 @with_appcontext
-@click.argument("email")
+@click.argument("email", callback=_text)
 def revoke_api_tokens(email: str) -> None:
     """Revoke every bearer token of a staff user (a leaked or unused token)."""
     user = _staff_by_email(email)

@@ -186,6 +186,9 @@ def test_the_documented_schema_agrees_with_the_api(app, client):
         "null with a default": dict(example, preferred_language=None),
         "left out, has a default": {k: v for k, v in example.items() if k != "preferred_language"},
         "null optional": dict(example, member_id=None),
+        "a choice twice": dict(example, symptom_locations=["thigh", "thigh", "buttock"]),
+        "a number as text": dict(example, nprs_back_now="5"),
+        "an unknown code": dict(example, symptom_locations=["elbow"]),
     }
     for name, body in bodies.items():
         api_ok = client.post(URL, json=body).status_code == 201

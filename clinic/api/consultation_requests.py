@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import abort, jsonify, request
+from flask import abort, jsonify
 
 from clinic import audit, http
 from clinic.api import bp
 from clinic.api.idempotency import idempotent
+from clinic.api.inputs import json_body
 from clinic.errors import ValidationFailed
 from clinic.extensions import csrf, db, limiter
 from clinic.intake import schema
@@ -16,18 +17,6 @@ from clinic.scheduling import links
 from clinic.staff import presenters
 from clinic.staff.auth import bearer_user
 from clinic.staff.roles import can
-
-
-def json_body() -> dict:
-    """The request's JSON object, or a 422 that says what is wrong with the body."""
-    if not request.is_json:
-        raise ValidationFailed(
-            {"_body": ["Send a JSON object with Content-Type: application/json."]}
-        )
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ValidationFailed({"_body": ["The body must be a JSON object."]})
-    return body
 
 
 @bp.post("/consultation-requests")

@@ -9,8 +9,8 @@ from flask import abort, jsonify
 from clinic import audit, http
 from clinic.api import bp
 from clinic.api.auth import staff_or_abort
-from clinic.api.consultation_requests import json_body
 from clinic.api.idempotency import idempotent
+from clinic.api.inputs import json_body
 from clinic.errors import ValidationFailed
 from clinic.extensions import csrf, db
 from clinic.followup import services

@@ -10,6 +10,7 @@ from flask import jsonify, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from clinic.api.inputs import storable
 from clinic.extensions import db
 from clinic.scheduling.models import IdempotencyRecord
 
@@ -27,6 +28,8 @@ def idempotent(view):
             return view(*args, **kwargs)
         if len(key) > 200:
             return jsonify({"errors": {"Idempotency-Key": ["Use at most 200 characters."]}}), 422
+        if not storable(key):
+            return jsonify({"errors": {"Idempotency-Key": ["Remove the special characters."]}}), 422
         # Keys are per caller: another caller's key never replays this caller's answer.
         caller = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
         endpoint = f"{request.method} {request.path} {caller[:32]}"
@@ -85,10 +88,15 @@ def _forget(key: str, endpoint: str) -> None:
 def _replay(key: str, endpoint: str, digest: str):
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        record = db.session.scalars(
-            select(IdempotencyRecord).where(
-                IdempotencyRecord.key == key, IdempotencyRecord.endpoint == endpoint
-            )
+        # Plain values, not an ORM object: reading an expired object's attributes would begin
+        # a transaction again, and none may stay open while this waits (on SQLite every
+        # transaction begins IMMEDIATE and would hold the write lock the first request needs).
+        record = db.session.execute(
+            select(
+                IdempotencyRecord.request_hash,
+                IdempotencyRecord.status_code,
+                IdempotencyRecord.body,
+            ).where(IdempotencyRecord.key == key, IdempotencyRecord.endpoint == endpoint)
         ).first()
         db.session.rollback()  # see the other transaction's commit on the next read
         if record is None:
@@ -107,5 +115,6 @@ def _replay(key: str, endpoint: str, digest: str):
             response.headers["Idempotent-Replayed"] = "true"
             return response
         if time.monotonic() > deadline:
-            return jsonify({"error": "in_progress"}), 409
+            detail = "A request with this Idempotency-Key is still being handled; retry shortly."
+            return jsonify({"error": "in_progress", "detail": detail}), 409
         time.sleep(0.05)

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from flask import current_app, jsonify
 
+from clinic import http
 from clinic.api import bp
+from clinic.api.openapi_common import (
+    FIELD_ERRORS,
+    FORBIDDEN,
+    IDEMPOTENCY_KEY,
+    NOT_FOUND,
+    RETRY_CONFLICT,
+    TOO_LARGE,
+    TOO_MANY,
+    UNAUTHORIZED,
+    example_dates,
+    shared_schemas,
+)
 from clinic.api.openapi_followup import followup_paths, followup_schemas
 from clinic.api.openapi_scheduling import scheduling_paths, scheduling_schemas
 from clinic.intake.fields import FIELDS, FORM_VERSION, Field
@@ -92,11 +105,8 @@ def field_schema(field: Field) -> dict:
     elif kind == "choice":
         out = {"type": "string", "enum": list(field.choice_codes)}
     elif kind == "multi":
-        out = {
-            "type": "array",
-            "uniqueItems": True,
-            "items": {"type": "string", "enum": list(field.choice_codes)},
-        }
+        # no uniqueItems: the API accepts a code twice and stores it once
+        out = {"type": "array", "items": {"type": "string", "enum": list(field.choice_codes)}}
     elif kind == "date":
         out = {"type": "string", "format": "date"}
     elif kind == "month":
@@ -110,6 +120,8 @@ def field_schema(field: Field) -> dict:
         if field.max_length:
             out["maxLength"] = field.max_length
     description = field.label
+    if kind == "multi":
+        description += " (a code given twice counts once)"
     if isinstance(field.required, dict):
         description += " (required when: see x-required-when)"
         out["x-required-when"] = field.required
@@ -130,6 +142,7 @@ def _always_required(field: Field) -> bool:
 
 def build_spec() -> dict:
     required = [f.id for f in FIELDS.values() if _always_required(f)]
+    dates = example_dates(http.now(), http.clinic_tz())
     errors = {
         "type": "object",
         "required": ["errors"],
@@ -150,12 +163,13 @@ def build_spec() -> dict:
         },
         "servers": [{"url": current_app.config["BASE_URL"]}],
         "paths": {
-            **scheduling_paths(),
-            **followup_paths(),
+            **scheduling_paths(dates),
+            **followup_paths(dates),
             "/api/v1/consultation-requests": {
                 "post": {
                     "summary": "Submit a consultation request (the intake)",
                     "operationId": "createConsultationRequest",
+                    "parameters": [IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -176,16 +190,10 @@ def build_spec() -> dict:
                                 }
                             },
                         },
-                        "422": {
-                            "description": "Field errors",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Errors"}
-                                }
-                            },
-                        },
-                        "413": {"description": "Body too large"},
-                        "429": {"description": "Too many requests"},
+                        "409": RETRY_CONFLICT,
+                        "413": TOO_LARGE,
+                        "422": FIELD_ERRORS,
+                        "429": TOO_MANY,
                     },
                 }
             },
@@ -203,10 +211,18 @@ def build_spec() -> dict:
                         }
                     ],
                     "responses": {
-                        "200": {"description": "The request"},
-                        "401": {"description": "No or bad token"},
-                        "403": {"description": "Role may not see requests"},
-                        "404": {"description": "No such request"},
+                        "200": {
+                            "description": "The request; answers and signals as the role may "
+                            "see them (red_flags for clinicians only)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/ConsultationRequest"}
+                                }
+                            },
+                        },
+                        "401": UNAUTHORIZED,
+                        "403": {**FORBIDDEN, "description": "The role may not see requests"},
+                        "404": {**NOT_FOUND, "description": "No such request"},
                     },
                 }
             },
@@ -233,7 +249,24 @@ def build_spec() -> dict:
                         },
                     },
                 },
+                "ConsultationRequest": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "patient_id": {"type": "integer"},
+                        "status": {"type": "string"},
+                        "triage": {"type": "string", "enum": ["emergency", "urgent", "routine"]},
+                        "red_flag": {"type": "boolean"},
+                        "red_flags": {"type": "array", "items": {"type": "object"}},
+                        "submitted_at": {"type": "string", "format": "date-time"},
+                        "form_version": {"type": "string"},
+                        "rules_version": {"type": "string"},
+                        "answers": {"type": "object"},
+                        "candidacy_signals": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
                 "Errors": errors,
+                **shared_schemas(),
                 **scheduling_schemas(),
                 **followup_schemas(),
             },

@@ -2,54 +2,50 @@
 
 from __future__ import annotations
 
-EXAMPLE_PROCEDURE = {"patient_id": 1, "performed_on": "2026-11-20", "provider_id": 1}
+from clinic.api.openapi_common import (
+    BEARER,
+    FORBIDDEN,
+    IDEMPOTENCY_KEY,
+    JSON,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    ExampleDates,
+    staff_post_responses,
+)
 
-_JSON = "application/json"
-_BEARER = [{"bearer": []}]
-_ERRORS = {
-    "description": "Field errors",
-    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Errors"}}},
-}
 
-
-def followup_paths() -> dict:
+def followup_paths(dates: ExampleDates) -> dict:
+    procedure = {"patient_id": 1, "performed_on": dates.procedure_day, "provider_id": 1}
     return {
         "/api/v1/procedures": {
             "post": {
                 "summary": "Record a procedure; answers with the follow-up plan it created",
                 "operationId": "createProcedure",
-                "security": _BEARER,
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 200},
-                    }
-                ],
+                "security": BEARER,
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {
-                        _JSON: {
+                        JSON: {
                             "schema": {"$ref": "#/components/schemas/ProcedureInput"},
-                            "example": EXAMPLE_PROCEDURE,
+                            "example": procedure,
                         }
                     },
                 },
-                "responses": {
-                    "201": {
+                "responses": staff_post_responses(
+                    "201",
+                    {
                         "description": "The procedure and its follow-up timepoints",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Procedure"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Procedure"}}},
                     },
-                    "422": _ERRORS,
-                },
+                ),
             }
         },
         "/api/v1/patients/{patient_id}/notifications": {
             "get": {
                 "summary": "A patient's messages: kind, due time, status, attempts (no content)",
                 "operationId": "listPatientNotifications",
-                "security": _BEARER,
+                "security": BEARER,
                 "parameters": [
                     {
                         "name": "patient_id",
@@ -62,7 +58,7 @@ def followup_paths() -> dict:
                     "200": {
                         "description": "The messages, by due time",
                         "content": {
-                            _JSON: {
+                            JSON: {
                                 "schema": {
                                     "type": "array",
                                     "items": {"$ref": "#/components/schemas/Notification"},
@@ -70,7 +66,9 @@ def followup_paths() -> dict:
                             }
                         },
                     },
-                    "404": {"description": "No such patient"},
+                    "401": UNAUTHORIZED,
+                    "403": FORBIDDEN,
+                    "404": {**NOT_FOUND, "description": "No such patient"},
                 },
             }
         },

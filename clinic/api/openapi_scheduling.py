@@ -2,70 +2,107 @@
 
 from __future__ import annotations
 
-EXAMPLE_PATIENT_BOOKING = {
-    "booking_token": "<the booking_token from POST /api/v1/consultation-requests>",
-    "appointment_type": "consultation",
-    "provider_id": 1,
-    "start": "2026-12-02T09:00:00-05:00",
-}
-EXAMPLE_STAFF_BOOKING = {
-    "patient_id": 1,
-    "appointment_type": "procedure",
-    "provider_id": 1,
-    "start": "2026-12-03T13:30:00-05:00",
-}
+from clinic.api.openapi_common import (
+    BEARER,
+    FIELD_ERRORS,
+    FORBIDDEN,
+    IDEMPOTENCY_KEY,
+    JSON,
+    NOT_FOUND,
+    TOO_MANY,
+    UNAUTHORIZED,
+    ExampleDates,
+    staff_post_responses,
+)
+from clinic.scheduling.models import AppointmentStatus
 
-_JSON = "application/json"
-_BEARER = [{"bearer": []}]
-_ERRORS = {
-    "description": "Field errors",
-    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Errors"}}},
-}
 _CONFLICT = {
-    "description": "The time is taken or not offered",
+    "description": "The time is taken or not offered (code daily_cap_reached: the type's "
+    "per-day cap for the provider is reached that day); already_booked: this intake already "
+    "has an appointment; or a retry with the same Idempotency-Key still running (in_progress) "
+    "or after the first failed (retry)",
     "content": {
-        _JSON: {
-            "schema": {
-                "type": "object",
-                "properties": {"error": {"type": "string", "enum": ["slot_unavailable"]}},
+        JSON: {
+            "schema": {"$ref": "#/components/schemas/Conflict"},
+            "examples": {
+                "taken": {"value": {"error": "slot_unavailable"}},
+                "daily_cap": {
+                    "value": {
+                        "error": "slot_unavailable",
+                        "code": "daily_cap_reached",
+                        "detail": "The day's cap of 4 Procedure appointments with Dr. Anika "
+                        "Patel is reached.",
+                    }
+                },
             },
-            "example": {"error": "slot_unavailable"},
         }
     },
 }
+_CHANGE_CONFLICT = {
+    **_CONFLICT,
+    "description": "The new time is taken or not offered (see createAppointment's 409); "
+    "not_allowed: the appointment's status does not allow this (detail says why); or an "
+    "Idempotency-Key retry (in_progress, retry)",
+}
 _APPOINTMENT = {
     "description": "The appointment",
-    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Appointment"}}},
-}
-_IDEMPOTENCY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "A retried POST with the same key and body gets the first answer",
-    "schema": {"type": "string", "maxLength": 200},
+    "content": {JSON: {"schema": {"$ref": "#/components/schemas/Appointment"}}},
 }
 _MOMENT = {"type": "string", "description": "YYYY-MM-DD (clinic-local day) or ISO 8601 datetime"}
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+_STATUSES = [str(s) for s in AppointmentStatus]
 
 
 def _body(schema: dict, example: dict) -> dict:
-    return {"required": True, "content": {_JSON: {"schema": schema, "example": example}}}
+    return {"required": True, "content": {JSON: {"schema": schema, "example": example}}}
 
 
-def scheduling_paths() -> dict:
+def scheduling_paths(dates: ExampleDates) -> dict:
+    patient_booking = {
+        "booking_token": "<the booking_token from POST /api/v1/consultation-requests>",
+        "appointment_type": "consultation",
+        "provider_id": 1,
+        "start": dates.booking_start,
+    }
     return {
         "/api/v1/appointment-types": {
             "get": {
                 "summary": "Appointment types (each with a code)",
                 "operationId": "listTypes",
-                "responses": {"200": {"description": "Types"}},
+                "responses": {
+                    "200": {
+                        "description": "Active appointment types",
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/AppointmentType"},
+                                }
+                            }
+                        },
+                    },
+                    "429": TOO_MANY,
+                },
             }
         },
         "/api/v1/providers": {
             "get": {
                 "summary": "Active providers",
                 "operationId": "listProviders",
-                "responses": {"200": {"description": "Providers"}},
+                "responses": {
+                    "200": {
+                        "description": "Active providers",
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Provider"},
+                                }
+                            }
+                        },
+                    },
+                    "429": TOO_MANY,
+                },
             }
         },
         "/api/v1/slots": {
@@ -85,14 +122,14 @@ def scheduling_paths() -> dict:
                         "in": "query",
                         "required": True,
                         "schema": _MOMENT,
-                        "example": "2026-12-01",
+                        "example": dates.booking_start[:10],
                     },
                     {
                         "name": "end",
                         "in": "query",
                         "required": True,
                         "schema": _MOMENT,
-                        "example": "2026-12-07",
+                        "example": dates.reschedule_start[:10],
                     },
                     {
                         "name": "provider_id",
@@ -105,7 +142,7 @@ def scheduling_paths() -> dict:
                     "200": {
                         "description": "Slots",
                         "content": {
-                            _JSON: {
+                            JSON: {
                                 "schema": {
                                     "type": "array",
                                     "items": {"$ref": "#/components/schemas/Slot"},
@@ -113,7 +150,8 @@ def scheduling_paths() -> dict:
                             }
                         },
                     },
-                    "422": _ERRORS,
+                    "422": FIELD_ERRORS,
+                    "429": TOO_MANY,
                 },
             }
         },
@@ -122,31 +160,46 @@ def scheduling_paths() -> dict:
                 "summary": "Book: a patient with a booking_token, or staff (bearer) with a "
                 "patient_id",
                 "operationId": "createAppointment",
-                "parameters": [_IDEMPOTENCY],
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": _body(
-                    {"$ref": "#/components/schemas/AppointmentInput"}, EXAMPLE_PATIENT_BOOKING
+                    {"$ref": "#/components/schemas/AppointmentInput"}, patient_booking
                 ),
                 "responses": {
-                    "201": _APPOINTMENT,
-                    "401": {"description": "Bad token"},
-                    "403": {"description": "Role may not book"},
-                    "409": _CONFLICT,
-                    "422": _ERRORS,
+                    **staff_post_responses("201", _APPOINTMENT, _CONFLICT),
+                    "401": {**UNAUTHORIZED, "description": "A bearer token that is not valid"},
+                    "403": {**FORBIDDEN, "description": "The token's role may not book"},
+                    "429": TOO_MANY,
                 },
             },
             "get": {
                 "summary": "Appointments between two dates (staff)",
                 "operationId": "listAppointments",
-                "security": _BEARER,
+                "security": BEARER,
                 "parameters": [
                     {"name": "start", "in": "query", "required": True, "schema": _MOMENT},
                     {"name": "end", "in": "query", "required": True, "schema": _MOMENT},
                     {"name": "provider_id", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "status", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": _STATUSES},
+                    },
                 ],
                 "responses": {
-                    "200": {"description": "Appointments"},
-                    "401": {"description": "No or bad token"},
+                    "200": {
+                        "description": "Appointments starting in [start, end), by time",
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Appointment"},
+                                }
+                            }
+                        },
+                    },
+                    "401": UNAUTHORIZED,
+                    "403": FORBIDDEN,
+                    "422": FIELD_ERRORS,
                 },
             },
         },
@@ -154,8 +207,8 @@ def scheduling_paths() -> dict:
             "post": {
                 "summary": "Cancel (the row is kept with its reason and who cancelled)",
                 "operationId": "cancelAppointment",
-                "security": _BEARER,
-                "parameters": _ID + [_IDEMPOTENCY],
+                "security": BEARER,
+                "parameters": _ID + [IDEMPOTENCY_KEY],
                 "requestBody": _body(
                     {
                         "type": "object",
@@ -164,15 +217,18 @@ def scheduling_paths() -> dict:
                     },
                     {"reason": "Patient called: feeling better"},
                 ),
-                "responses": {"200": _APPOINTMENT, "409": _CONFLICT, "422": _ERRORS},
+                "responses": {
+                    **staff_post_responses("200", _APPOINTMENT, _CHANGE_CONFLICT),
+                    "404": NOT_FOUND,
+                },
             }
         },
         "/api/v1/appointments/{id}/reschedule": {
             "post": {
                 "summary": "Move to another start (and provider); bumps the sequence",
                 "operationId": "rescheduleAppointment",
-                "security": _BEARER,
-                "parameters": _ID + [_IDEMPOTENCY],
+                "security": BEARER,
+                "parameters": _ID + [IDEMPOTENCY_KEY],
                 "requestBody": _body(
                     {
                         "type": "object",
@@ -182,17 +238,20 @@ def scheduling_paths() -> dict:
                             "provider_id": {"type": "integer"},
                         },
                     },
-                    {"start": "2026-12-04T10:00:00-05:00"},
+                    {"start": dates.reschedule_start},
                 ),
-                "responses": {"200": _APPOINTMENT, "409": _CONFLICT, "422": _ERRORS},
+                "responses": {
+                    **staff_post_responses("200", _APPOINTMENT, _CHANGE_CONFLICT),
+                    "404": NOT_FOUND,
+                },
             }
         },
         "/api/v1/appointments/{id}/status": {
             "post": {
                 "summary": "Change the FHIR status along the allowed transitions",
                 "operationId": "appointmentStatus",
-                "security": _BEARER,
-                "parameters": _ID,
+                "security": BEARER,
+                "parameters": _ID + [IDEMPOTENCY_KEY],
                 "requestBody": _body(
                     {
                         "type": "object",
@@ -200,25 +259,17 @@ def scheduling_paths() -> dict:
                         "properties": {
                             "status": {
                                 "type": "string",
-                                "enum": [
-                                    "proposed",
-                                    "pending",
-                                    "booked",
-                                    "arrived",
-                                    "checked-in",
-                                    "fulfilled",
-                                    "cancelled",
-                                    "noshow",
-                                    "entered-in-error",
-                                    "waitlist",
-                                ],
+                                "enum": _STATUSES,
                             },
-                            "reason": {"type": "string"},
+                            "reason": {"type": "string", "maxLength": 500},
                         },
                     },
                     {"status": "arrived"},
                 ),
-                "responses": {"200": _APPOINTMENT, "422": _ERRORS},
+                "responses": {
+                    **staff_post_responses("200", _APPOINTMENT, _CHANGE_CONFLICT),
+                    "404": NOT_FOUND,
+                },
             }
         },
     }
@@ -227,6 +278,27 @@ def scheduling_paths() -> dict:
 def scheduling_schemas() -> dict:
     moment = {"type": "string", "format": "date-time"}
     return {
+        "AppointmentType": {
+            "type": "object",
+            "required": ["code", "name", "duration_minutes"],
+            "properties": {
+                "code": {"type": "string", "example": "consultation"},
+                "name": {"type": "string"},
+                "duration_minutes": {"type": "integer"},
+                "buffer_before_minutes": {"type": "integer"},
+                "buffer_after_minutes": {"type": "integer"},
+                "patient_bookable": {"type": "boolean"},
+            },
+        },
+        "Provider": {
+            "type": "object",
+            "required": ["id", "name"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "title": {"type": "string"},
+            },
+        },
         "Slot": {
             "type": "object",
             "properties": {
@@ -258,7 +330,10 @@ def scheduling_schemas() -> dict:
                 "provider_id": {"type": "integer"},
                 "location_id": {"type": "integer"},
                 "patient_id": {"type": "integer"},
-                "manage_url": {"type": "string"},
+                "manage_url": {
+                    "type": "string",
+                    "description": "The patient's link; only in a patient's own booking answer",
+                },
             },
         },
     }

@@ -10,23 +10,32 @@ from sqlalchemy import select
 from clinic import audit, http
 from clinic.api import bp
 from clinic.api.auth import staff_or_abort
-from clinic.api.consultation_requests import json_body
 from clinic.api.idempotency import idempotent
+from clinic.api.inputs import json_body, optional_text, storable
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import csrf, db, limiter
 from clinic.models import Patient
 from clinic.scheduling import links, services
-from clinic.scheduling.models import Appointment, AppointmentType, Provider
+from clinic.scheduling.models import Appointment, AppointmentStatus, AppointmentType, Provider
 from clinic.staff.auth import bearer_user
 from clinic.staff.roles import can
 
 MAX_SEARCH_DAYS = 62
 
 
-def parse_moment(raw: str | None, name: str, *, end_of_day: bool = False) -> datetime:
-    """YYYY-MM-DD (a clinic-local day) or an ISO 8601 datetime with its offset."""
+def parse_moment(
+    raw: str | None, name: str, *, end_of_day: bool = False, day_ok: bool = True
+) -> datetime:
+    """YYYY-MM-DD (a clinic-local day) or an ISO 8601 datetime with its offset.
+
+    A booking's start is a moment (day_ok=False): a bare day is a field error, not midnight.
+    """
     if not raw:
         raise ValidationFailed({name: ["Required: YYYY-MM-DD or an ISO 8601 datetime."]})
+    if not day_ok and len(raw) == 10:
+        raise ValidationFailed(
+            {name: ["Give the time too, with its offset, e.g. 2026-12-02T09:00:00-05:00."]}
+        )
     try:
         if len(raw) == 10:
             day = datetime.fromisoformat(raw).date()
@@ -51,7 +60,7 @@ def _type_by_code(code, field="appointment_type") -> AppointmentType:
                 AppointmentType.code == code, AppointmentType.active.is_(True)
             )
         ).first()
-        if isinstance(code, str)
+        if isinstance(code, str) and storable(code)
         else None
     )
     if found is None:
@@ -73,6 +82,37 @@ def _provider_id_arg() -> int | None:
     if raw is not None and provider_id is None:
         raise ValidationFailed({"provider_id": ["Must be a provider id."]})
     return provider_id
+
+
+def _collect(errors: dict[str, list[str]], read):
+    """read()'s value, or None with its field errors added to errors (to report them all)."""
+    try:
+        return read()
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+        return None
+
+
+def _body_start(body: dict) -> datetime:
+    raw = body.get("start")
+    return parse_moment(raw if isinstance(raw, str) else None, "start", day_ok=False)
+
+
+def _booking_token_data(token) -> dict | None:
+    """The booking token's data; None for anything that is not a valid token (a 422)."""
+    if not isinstance(token, str) or not storable(token):
+        return None
+    return links.read_booking_token(token)
+
+
+def _conflict(exc: services.SlotUnavailable):
+    """A 409 for a time that can't be had; a reached per-day cap says so (the detail names
+    the type, the provider and the cap, never the patient)."""
+    db.session.rollback()
+    if isinstance(exc, services.DailyCapReached):
+        body = {"error": "slot_unavailable", "code": "daily_cap_reached", "detail": str(exc)}
+        return jsonify(body), 409
+    return jsonify({"error": "slot_unavailable"}), 409
 
 
 def appointment_json(appointment: Appointment, *, with_manage_url: bool = False) -> dict:
@@ -177,7 +217,7 @@ def create_appointment():
         if patient is None:
             errors["patient_id"] = ["Unknown patient."]
     else:
-        data = links.read_booking_token(body.get("booking_token"))
+        data = _booking_token_data(body.get("booking_token"))
         patient = db.session.get(Patient, data["patient_id"]) if data else None
         if patient is None:
             errors["booking_token"] = ["This booking link is not valid or has expired."]
@@ -185,9 +225,7 @@ def create_appointment():
     try:
         appointment_type = _type_by_code(body.get("appointment_type"))
         provider = _provider(body.get("provider_id"))
-        start = parse_moment(
-            body.get("start") if isinstance(body.get("start"), str) else None, "start"
-        )
+        start = _body_start(body)
     except ValidationFailed as exc:
         errors.update(exc.errors)
     if errors:
@@ -204,9 +242,8 @@ def create_appointment():
             consultation_request_id=request_id,
             client=http.client_meta(),
         )
-    except services.SlotUnavailable:
-        db.session.rollback()
-        return jsonify({"error": "slot_unavailable"}), 409
+    except services.SlotUnavailable as exc:
+        return _conflict(exc)
     except services.AlreadyBooked:
         db.session.rollback()
         return jsonify({"error": "already_booked"}), 409
@@ -217,12 +254,18 @@ def create_appointment():
 @bp.get("/appointments")
 def list_appointments():
     user = staff_or_abort("appointments.view")
-    start = parse_moment(request.args.get("start"), "start")
-    end = parse_moment(request.args.get("end"), "end", end_of_day=True)
-    provider_id = _provider_id_arg()
-    rows = services.appointments_between(
-        start, end, provider_id=provider_id, status=request.args.get("status") or None
-    )
+    errors: dict[str, list[str]] = {}
+    start = _collect(errors, lambda: parse_moment(request.args.get("start"), "start"))
+    end = _collect(errors, lambda: parse_moment(request.args.get("end"), "end", end_of_day=True))
+    provider_id = _collect(errors, _provider_id_arg)
+    if start is not None and end is not None and end <= start:
+        errors["end"] = ["end must be after start."]
+    status = request.args.get("status") or None
+    if status is not None and status not in set(AppointmentStatus):
+        errors["status"] = ["Unknown status; use one of: " + ", ".join(AppointmentStatus) + "."]
+    if errors:
+        raise ValidationFailed(errors)
+    rows = services.appointments_between(start, end, provider_id=provider_id, status=status)
     audit.record(
         "search",
         actor=user,
@@ -248,9 +291,8 @@ def _act(appointment_id: int, action):
     body = json_body()
     try:
         action(appointment, body, user)
-    except services.SlotUnavailable:
-        db.session.rollback()
-        return jsonify({"error": "slot_unavailable"}), 409
+    except services.SlotUnavailable as exc:
+        return _conflict(exc)
     except ValidationFailed:
         db.session.rollback()
         raise
@@ -269,7 +311,7 @@ def cancel_appointment(appointment_id: int):
         appointment_id,
         lambda a, body, user: services.cancel(
             a,
-            body.get("reason") if isinstance(body.get("reason"), str) else "",
+            optional_text(body, "reason"),
             now=http.now(),
             actor=user,
             client=http.client_meta(),
@@ -282,9 +324,7 @@ def cancel_appointment(appointment_id: int):
 @idempotent
 def reschedule_appointment(appointment_id: int):
     def move(appointment, body, user):
-        start = parse_moment(
-            body.get("start") if isinstance(body.get("start"), str) else None, "start"
-        )
+        start = _body_start(body)
         provider = _provider(body["provider_id"]) if "provider_id" in body else None
         services.reschedule(
             appointment,
@@ -300,6 +340,7 @@ def reschedule_appointment(appointment_id: int):
 
 @bp.post("/appointments/<int:appointment_id>/status")
 @csrf.exempt
+@idempotent
 def appointment_status(appointment_id: int):
     return _act(
         appointment_id,
@@ -308,7 +349,7 @@ def appointment_status(appointment_id: int):
             body.get("status") if isinstance(body.get("status"), str) else "",
             now=http.now(),
             actor=user,
-            reason=str(body.get("reason") or ""),
+            reason=optional_text(body, "reason"),
             client=http.client_meta(),
         ),
     )

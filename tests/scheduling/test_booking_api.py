@@ -244,7 +244,13 @@ def test_staff_api_keeps_the_daily_cap(app, client, schedule, staff_token):
     assert first.status_code == 201
     assert book("2026-12-15T10:00:00-05:00", patient=1).status_code == 201
     third = book("2026-12-15T13:30:00-05:00", patient=2)
-    assert third.status_code == 409 and third.get_json() == {"error": "slot_unavailable"}
+    assert third.status_code == 409
+    assert third.get_json() == {
+        "error": "slot_unavailable",
+        "code": "daily_cap_reached",
+        "detail": third.get_json()["detail"],
+    }
+    assert "cap of 2" in third.get_json()["detail"]
     assert book("2026-12-15T13:30:00-05:00", provider=brennan, patient=2).status_code == 201
     next_day = book("2026-12-16T08:00:00-05:00", patient=3)
     assert next_day.status_code == 201
