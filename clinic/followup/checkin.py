@@ -55,6 +55,13 @@ def is_open(timepoint: Timepoint) -> bool:
     return timepoint.status in OPEN_STATUSES and timepoint.procedure.status == "active"
 
 
+def _lock(timepoint: Timepoint) -> None:
+    """Lock the timepoint until commit and re-read it: two submits of one check-in (a double
+    click, two browsers) take turns, and the second sees what the first did."""
+    db.session.flush()  # re-reading must not drop changes made to it so far
+    db.session.get(Timepoint, timepoint.id, with_for_update=True, populate_existing=True)
+
+
 def _ensure_open(timepoint: Timepoint) -> None:
     if not is_open(timepoint):
         raise CheckInClosed("This check-in is closed.")
@@ -221,6 +228,7 @@ def submit_red_flags(
     timepoint: Timepoint, values: dict[str, Any], *, now: datetime, client: dict | None
 ) -> CheckIn:
     """Store the screen; a positive answer pauses automation, adds a task and alerts staff."""
+    _lock(timepoint)
     _ensure_open(timepoint)
     _ensure_not_stopped(timepoint)
     rules = outcomes()
@@ -312,6 +320,7 @@ def submit_checkin(
     timepoint: Timepoint, values: dict[str, Any], *, now: datetime, client: dict | None
 ) -> CheckIn:
     """Score the answers after a clear screen; close the timepoint and its pending messages."""
+    _lock(timepoint)
     _ensure_open(timepoint)
     _ensure_not_stopped(timepoint)
     row = pending_screen(timepoint)

@@ -61,6 +61,10 @@ def record_procedure(
         errors["performed_on"] = ["The date of service can't be in the future."]
     elif performed_on < today - LATE_RECORDING:
         errors["performed_on"] = ["The date of service is more than a year ago."]
+    if not errors:
+        # One recording per patient at a time (a double-submitted form): the second waits
+        # here, then finds the first's procedure.
+        _lock_patient(patient.id)
     if not errors and db.session.scalar(
         select(Procedure.id).where(
             Procedure.patient_id == patient.id,
@@ -182,9 +186,30 @@ def complete_task(
         )
 
 
+def _lock_patient(patient_id: int) -> None:
+    """Serialize this patient's follow-up changes until commit (SQLite: serialized already).
+
+    FOR NO KEY UPDATE, not FOR UPDATE: a row this transaction inserted that refers to the
+    patient (a check-in) holds a key-share lock on it, which FOR UPDATE would have to wait
+    for; two check-ins of one patient would then wait for each other.
+    """
+    db.session.execute(
+        select(Patient.id).where(Patient.id == patient_id).with_for_update(key_share=True)
+    )
+
+
 def pause_automation(patient_id: int, *, checkin_id: int | None, now: datetime) -> AutomationPause:
     """Hold routine messages to the patient until staff acknowledge (one open pause at most)."""
-    pause = open_pause(patient_id)
+    # Two red flags at once would both find no open pause and both insert one (the unique
+    # index refuses the second: a 500 on an emergency answer). The open pause is locked too:
+    # one being acknowledged right now is waited for, and then no longer joined.
+    _lock_patient(patient_id)
+    pause = db.session.scalar(
+        select(AutomationPause)
+        .where(AutomationPause.patient_id == patient_id, AutomationPause.acknowledged_at.is_(None))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if pause is None:
         pause = AutomationPause(patient_id=patient_id, checkin_id=checkin_id, created_at=now)
         db.session.add(pause)

@@ -447,6 +447,20 @@ def book_appointment(
     return appointment
 
 
+def _lock(appointment: Appointment) -> None:
+    """Lock the appointment's row until commit and re-read it.
+
+    A change reads the row before it writes it; without the lock, two changes of one
+    appointment (a move and a cancel, arrived and cancelled) both check the state they read and
+    the second overwrites the first: a cancelled appointment moved, a status change outside
+    TRANSITIONS, a sequence bumped once for two revisions. With it, the second waits and then
+    checks what the first left. (SQLite's transactions begin IMMEDIATE: already serialized.)
+    """
+    db.session.flush()  # re-reading must not drop changes made to it so far
+    # same identity: this refreshes the caller's object in place
+    db.session.get(Appointment, appointment.id, with_for_update=True, populate_existing=True)
+
+
 def patient_may_change(appointment: Appointment, now: datetime) -> bool:
     """From the patient's link: only a booked, future, patient-bookable appointment."""
     return (
@@ -471,6 +485,7 @@ def reschedule(
     client: dict | None = None,
 ) -> Appointment:
     """Move an appointment (same row, so old links lead to it); bumps its sequence."""
+    _lock(appointment)
     if appointment.status not in (AppointmentStatus.BOOKED, AppointmentStatus.PENDING):
         raise DomainError(f"A {appointment.status} appointment can't be moved.")
     if actor is None:
@@ -520,6 +535,7 @@ def change_status(
     """Move along the FHIR status graph (models.TRANSITIONS); cancelling keeps the row."""
     if status not in TRANSITIONS:
         raise ValidationFailed({"status": [f"Unknown status {status!r}."]})
+    _lock(appointment)
     if actor is None:
         _check_patient_may_change(appointment, now)
     if status not in TRANSITIONS[appointment.status]:

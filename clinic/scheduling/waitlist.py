@@ -14,7 +14,7 @@ from sqlalchemy.orm import joinedload
 from clinic import audit
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
-from clinic.models import StaffUser
+from clinic.models import Patient, StaffUser
 from clinic.scheduling import services
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
@@ -102,6 +102,11 @@ def add_entry(
     client: dict | None = None,
 ) -> WaitlistEntry:
     """Put a patient on the waitlist for a kind of visit (with a provider, or any)."""
+    # One add per patient at a time (a double-submitted form): the second waits here, then
+    # finds the first's entry. SQLite's IMMEDIATE transactions serialize this already.
+    db.session.execute(
+        select(Patient.id).where(Patient.id == patient_id).with_for_update(key_share=True)
+    )
     duplicate = db.session.scalar(
         select(WaitlistEntry.id).where(
             WaitlistEntry.status == "waiting",
