@@ -341,14 +341,15 @@ def test_acknowledge_a_pause_resumes_automation(app, client, login, task_and_pau
     assert "Acknowledge and resume" in page
     url = f"/staff/pauses/{task_and_pause['pause']}/acknowledge"
     assert client.get(url).status_code == 405
-    response = client.post(url, data={"note": "Called; seen in clinic today"})
+    assert 'name="seen" value="0"' in page
+    response = client.post(url, data={"note": "Called; seen in clinic today", "seen": "0"})
     assert response.status_code == 302 and response.location == TASKS
     with app.app_context():
         pause = db.session.get(AutomationPause, task_and_pause["pause"])
         assert pause.acknowledged_at == FIXED_NOW and pause.note == "Called; seen in clinic today"
         assert followup.open_pause(task_and_pause["patient"]) is None
     assert audit_events(app, action="update", resource_type="automation_pause")
-    again = client.post(url, follow_redirects=True).get_data(as_text=True)
+    again = client.post(url, data={"seen": "0"}, follow_redirects=True).get_data(as_text=True)
     assert "already acknowledged" in again
 
 
@@ -357,9 +358,47 @@ def test_acknowledge_from_the_follow_up_page(app, client, login, task_and_pause)
     back = f"/staff/patients/{task_and_pause['patient']}/follow-up"
     assert "Routine messages are paused" in client.get(back).get_data(as_text=True)
     url = f"/staff/pauses/{task_and_pause['pause']}/acknowledge"
-    response = client.post(url, data={"next": back})
+    response = client.post(url, data={"next": back, "seen": "0"})
     assert response.location == back
     assert "Routine messages are paused" not in client.get(back).get_data(as_text=True)
+
+
+def test_a_red_flag_that_came_in_after_the_page_was_opened_is_seen_first(
+    app, client, login, task_and_pause
+):
+    """Staff opened the tasks page with one red flag; another check-in raised one before they
+    pressed "Acknowledge": messages must not resume on a red flag nobody has looked at."""
+
+    def red_flag(minutes):
+        with app.app_context():
+            db.session.add(
+                CheckIn(
+                    patient_id=task_and_pause["patient"],
+                    submitted_at=FIXED_NOW + timedelta(minutes=minutes),
+                    form_version="t",
+                    scoring_version="t",
+                    triage="urgent",
+                )
+            )
+            db.session.commit()
+
+    red_flag(0)
+    login("nurse")
+    page = client.get(TASKS).get_data(as_text=True)
+    assert 'name="seen" value="1"' in page
+    red_flag(5)
+    url = f"/staff/pauses/{task_and_pause['pause']}/acknowledge"
+    refused = client.post(url, data={"seen": "1"}, follow_redirects=True).get_data(as_text=True)
+    assert "Another red flag came in since that page was opened" in refused
+    assert "2 red-flag check-ins since" in refused
+    with app.app_context():
+        assert followup.open_pause(task_and_pause["patient"]) is not None
+    follow_up = f"/staff/patients/{task_and_pause['patient']}/follow-up"
+    text = client.get(follow_up).get_data(as_text=True)
+    assert "and 1 more since" in text and 'name="seen" value="2"' in text
+    assert client.post(url, data={"seen": "2"}).status_code == 302
+    with app.app_context():
+        assert followup.open_pause(task_and_pause["patient"]) is None
 
 
 def test_roles_on_tasks(client, login, task_and_pause):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from clinic import audit, http
 from clinic.errors import ValidationFailed
@@ -13,6 +13,7 @@ from clinic.extensions import db
 from clinic.followup import plan as plans
 from clinic.followup.models import (
     AutomationPause,
+    CheckIn,
     Procedure,
     StaffTask,
     Timepoint,
@@ -221,6 +222,18 @@ def open_pause(patient_id: int) -> AutomationPause | None:
     return db.session.scalar(
         select(AutomationPause).where(
             AutomationPause.patient_id == patient_id, AutomationPause.acknowledged_at.is_(None)
+        )
+    )
+
+
+def red_flags_held(pause: AutomationPause) -> int:
+    """How many red-flag check-ins this pause holds so far. The acknowledge form carries the
+    number its page showed: one that arrived since must be looked at before messages resume."""
+    return db.session.scalar(
+        select(func.count(CheckIn.id)).where(
+            CheckIn.patient_id == pause.patient_id,
+            CheckIn.triage.in_(("emergency", "urgent")),
+            CheckIn.submitted_at >= pause.created_at,
         )
     )
 

@@ -271,10 +271,12 @@ def patient_followup(patient_id: int):
         now=http.now(),
     )
     db.session.commit()
+    pause = services.open_pause(patient.id)
     return render_template(
         "staff/followup.html",
         patient=patient,
-        pause=services.open_pause(patient.id),
+        pause=pause,
+        pause_held=services.red_flags_held(pause) if pause else 0,
         note_form=NoteForm(formdata=None),
         delta=charts.delta,
         global_change_words=dict(questions.GLOBAL_CHANGE_CHOICES),

@@ -46,6 +46,7 @@ def _render_tasks(failed: NoteForm | None = None, failed_key: tuple | None = Non
         blank=NoteForm(formdata=None),
         failed=failed,
         failed_key=failed_key,
+        held=services.red_flags_held,
         now=http.now(),
     ), code
 
@@ -92,6 +93,14 @@ def acknowledge_pause(pause_id: int):
     if pause.acknowledged_at is not None:
         db.session.rollback()
         flash("That red flag was already acknowledged; messages had resumed.", "error")
+        return redirect(back)
+    if request.form.get("seen") != str(services.red_flags_held(pause)):
+        db.session.rollback()
+        flash(
+            "Another red flag came in since that page was opened. Look at it first; "
+            "messages stay paused.",
+            "error",
+        )
         return redirect(back)
     services.acknowledge_pause(
         pause,
