@@ -246,7 +246,11 @@ def create_appointment():
         return _conflict(exc)
     except services.AlreadyBooked:
         db.session.rollback()
-        return jsonify({"error": "already_booked"}), 409
+        detail = (
+            "This consultation request already has an appointment; "
+            "change it from its manage link or call the clinic."
+        )
+        return jsonify({"error": "already_booked", "detail": detail}), 409
     db.session.commit()
     return jsonify(appointment_json(appointment, with_manage_url=staff is None)), 201
 

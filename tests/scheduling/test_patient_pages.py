@@ -182,7 +182,8 @@ def test_a_booking_link_books_once(app, client, booked, schedule):
             "start": "2026-11-27T09:00:00-05:00",
         },
     )
-    assert api.status_code == 409 and api.get_json() == {"error": "already_booked"}
+    assert api.status_code == 409 and api.get_json()["error"] == "already_booked"
+    assert "already has an appointment" in api.get_json()["detail"]
     # once cancelled, the request may book again
     client.post(booked["manage"] + "/cancel", data={"reason": "cannot_make_it"})
     assert client.get(f"/book/{booked['token']}").status_code == 200
