@@ -96,3 +96,26 @@ def staff_token(app, make_staff):
         return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture
+def sqlite_app(tmp_path, database_url, smtp_server):
+    """The app on SQLite (the zero-setup default), migrated, with the clinic of build_schedule
+    as ``app.schedule``."""
+    from flask_migrate import upgrade
+
+    from clinic import create_app
+    from tests.conftest import ROOT, dispose, make_test_config
+
+    application = create_app(
+        make_test_config(
+            database_url,
+            smtp_server.port,
+            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'clinic.sqlite3'}",
+        )
+    )
+    with application.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        application.schedule = build_schedule()
+    yield application
+    dispose(application)

@@ -13,7 +13,6 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import func, select, text
 
 from clinic.errors import DomainError
@@ -351,28 +350,6 @@ def test_same_idempotency_key_at_once_on_postgres(app, schedule, booking_token):
     assert len({str(json) for _, json in answers}) == 1
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Appointment)) == 1
-
-
-@pytest.fixture
-def sqlite_app(tmp_path, database_url, smtp_server):
-    from flask_migrate import upgrade
-
-    from clinic import create_app
-    from tests.conftest import ROOT, dispose, make_test_config
-    from tests.scheduling.conftest import build_schedule
-
-    application = create_app(
-        make_test_config(
-            database_url,
-            smtp_server.port,
-            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'clinic.sqlite3'}",
-        )
-    )
-    with application.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
-        application.schedule = build_schedule()
-    yield application
-    dispose(application)
 
 
 def test_same_idempotency_key_at_once_on_sqlite(sqlite_app):

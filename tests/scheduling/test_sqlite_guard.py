@@ -5,30 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from clinic import create_app
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment
-from tests.conftest import ROOT, dispose, make_test_config
-from tests.scheduling.conftest import build_schedule
 from tests.scheduling.test_booking_api import _race
-
-
-@pytest.fixture
-def sqlite_app(tmp_path, database_url, smtp_server):
-    from flask_migrate import upgrade
-
-    application = create_app(
-        make_test_config(
-            database_url,
-            smtp_server.port,
-            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'clinic.sqlite3'}",
-        )
-    )
-    with application.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
-        application.schedule = build_schedule()
-    yield application
-    dispose(application)
 
 
 def _token(app, patient_id):
