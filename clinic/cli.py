@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
+from clinic.limits import storable
 from clinic.models import Role, StaffUser, utcnow
 from clinic.staff import services
 
@@ -24,12 +25,8 @@ def _text(ctx, param, value):
     arrive as lone surrogates, and control characters are never meant."""
     if value is None:
         return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise click.BadParameter("contains bytes that are not UTF-8 text.") from None
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise click.BadParameter("contains control characters.")
+    if not storable(value) or any(c in value for c in "\t\r\n"):
+        raise click.BadParameter("contains control characters or bytes that are not UTF-8.")
     return value
 
 

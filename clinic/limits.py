@@ -4,6 +4,20 @@ import re
 
 MAX_ID = 2**31 - 1  # the database's integer ids; larger numbers overflow some drivers
 _ID_TEXT = re.compile(r"[0-9]{1,10}")  # ASCII only: "²".isdigit() is True, int("²") raises
+# Control characters but tab and line breaks (PostgreSQL text refuses NUL; none is ever meant).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def storable(text: str) -> bool:
+    """Text the database can hold: no control characters, no lone surrogates (which broken
+    JSON escapes and non-UTF-8 shell arguments produce)."""
+    if _CONTROL.search(text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def sane_moment(moment) -> bool:

@@ -10,8 +10,8 @@ from flask import jsonify, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from clinic.api.inputs import storable
 from clinic.extensions import db
+from clinic.limits import storable
 from clinic.scheduling.models import IdempotencyRecord
 
 IN_PROGRESS = 0

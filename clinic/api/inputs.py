@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from flask import request
 
 from clinic.errors import ValidationFailed
-
-# Control characters (PostgreSQL text refuses NUL outright; the rest are never meant).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+from clinic.limits import storable
 
 
 def json_body() -> dict:
@@ -25,17 +21,6 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         raise ValidationFailed({"_body": ["The body must be a JSON object."]})
     return body
-
-
-def storable(value: str) -> bool:
-    """Text the database can hold: no control characters, no lone surrogates."""
-    if _CONTROL.search(value):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def optional_text(body: dict, name: str, *, max_length: int = 500) -> str:

@@ -11,9 +11,10 @@ from clinic import audit, http
 from clinic.api import bp
 from clinic.api.auth import staff_or_abort
 from clinic.api.idempotency import idempotent
-from clinic.api.inputs import json_body, optional_text, storable
+from clinic.api.inputs import json_body, optional_text
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import csrf, db, limiter
+from clinic.limits import storable
 from clinic.models import Patient
 from clinic.scheduling import links, services
 from clinic.scheduling.models import Appointment, AppointmentStatus, AppointmentType, Provider

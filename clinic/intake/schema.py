@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from clinic.intake.conditions import age_on, evaluate
 from clinic.intake.fields import FIELDS, SECTIONS, Field, Section
+from clinic.limits import storable
 
 Errors = dict[str, list[str]]
 
@@ -31,7 +32,6 @@ _MBI = re.compile(
 )
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
 _MONTH_US = re.compile(r"^(\d{1,2})/(\d{4})$", re.ASCII)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class FieldError(ValueError):
@@ -164,7 +164,7 @@ def _parse_string(field: Field, raw: str) -> Any:
             raise FieldError("Enter an email address like name@example.com.") from None
     if kind == "phone":
         return _parse_phone(raw)
-    if _CONTROL.search(raw) or not _encodable(raw):
+    if not storable(raw):
         raise FieldError("Remove the special characters.")
     return raw
 
@@ -184,15 +184,6 @@ def _parse_date(raw: str) -> str:
     except ValueError:
         pass
     raise FieldError("Enter a real date, like 03/27/1951.")
-
-
-def _encodable(raw: str) -> bool:
-    """False for text a database can't store (lone surrogates from broken JSON escapes)."""
-    try:
-        raw.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _parse_month(raw: str) -> str:
