@@ -103,6 +103,23 @@ def book(client, headers, clinic, *, start: str, patient: int = 0, code: str = "
     return response.get_json()
 
 
+def record_procedure(
+    client, headers, clinic, *, patient: int = 2, performed_on: str = "2026-11-24"
+) -> dict:
+    """Record a procedure through the API as a nurse; its JSON (with the follow-up plan)."""
+    response = client.post(
+        "/api/v1/procedures",
+        json={
+            "patient_id": clinic["patients"][patient],
+            "performed_on": performed_on,
+            "provider_id": clinic["providers"][0],
+        },
+        headers=headers["nurse"],
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
 def rows_for(cause_type: str, cause_id: int):
     from clinic.notifications.models import Notification
 

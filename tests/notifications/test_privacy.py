@@ -17,7 +17,7 @@ from clinic.extensions import db
 from clinic.notifications import emails, services
 from clinic.notifications.models import Notification
 from tests.conftest import FIXED_NOW
-from tests.notifications.conftest import book
+from tests.notifications.conftest import book, record_procedure
 
 DENY = [
     "stenosis",
@@ -89,16 +89,7 @@ def every_row(napp, nctx, clinic, headers):
         json={"start": "2026-12-01T10:00:00-05:00"},
         headers=fd,
     )
-    response = client.post(
-        "/api/v1/procedures",
-        json={
-            "patient_id": clinic["patients"][2],
-            "performed_on": "2026-11-24",
-            "provider_id": clinic["providers"][0],
-        },
-        headers=headers["nurse"],
-    )
-    assert response.status_code == 201
+    record_procedure(client, headers, clinic)
     rows = {}
     for row in db.session.scalars(select(Notification).order_by(Notification.id)):
         rows.setdefault(row.kind, row)

@@ -16,7 +16,7 @@ from clinic.models import Patient
 from clinic.notifications import sending, services
 from clinic.notifications.models import Notification, Status, Suppression
 from tests.conftest import FIXED_NOW
-from tests.notifications.conftest import book, by_kind, rows_for
+from tests.notifications.conftest import book, by_kind, record_procedure, rows_for
 
 START = "2026-11-30T10:00:00-05:00"
 
@@ -305,16 +305,7 @@ def resend(nctx, make_staff):
 
 
 def _checkin_row(napp, clinic, headers):
-    response = napp.test_client().post(
-        "/api/v1/procedures",
-        json={
-            "patient_id": clinic["patients"][0],
-            "performed_on": "2026-11-24",
-            "provider_id": clinic["providers"][0],
-        },
-        headers=headers["nurse"],
-    )
-    assert response.status_code == 201
+    record_procedure(napp.test_client(), headers, clinic, patient=0)
     return db.session.scalars(
         select(Notification)
         .where(Notification.patient_id == clinic["patients"][0], Notification.kind == "checkin")

@@ -21,7 +21,7 @@ from clinic.notifications import dispatcher, emails, sending
 from clinic.notifications.models import Notification, Status, Suppression
 from tests.conftest import FIXED_NOW, STAFF_PASSWORD
 from tests.followup.test_checkin import SCREEN_CLEAR
-from tests.notifications.conftest import book, by_kind, local, rows_for
+from tests.notifications.conftest import book, by_kind, local, record_procedure, rows_for
 
 START = "2026-11-30T10:00:00-05:00"
 
@@ -363,16 +363,7 @@ def test_staff_see_failures_and_resend_with_the_same_message_id(
 
 
 def test_a_follow_up_non_responder_becomes_a_staff_task(napp, nctx, clinic, headers, inbox):
-    response = napp.test_client().post(
-        "/api/v1/procedures",
-        json={
-            "patient_id": clinic["patients"][2],
-            "performed_on": "2026-11-24",
-            "provider_id": clinic["providers"][0],
-        },
-        headers=headers["nurse"],
-    )
-    assert response.status_code == 201
+    record_procedure(napp.test_client(), headers, clinic)
     rows = db.session.scalars(
         select(Notification)
         .where(Notification.patient_id == clinic["patients"][2])
@@ -397,16 +388,7 @@ def _record_procedure(napp, clinic, headers, performed_on: str = "2026-11-24"):
     """Record a procedure for patient 2 through the API; its 6-week timepoint and messages."""
     from clinic.followup.models import Timepoint
 
-    response = napp.test_client().post(
-        "/api/v1/procedures",
-        json={
-            "patient_id": clinic["patients"][2],
-            "performed_on": performed_on,
-            "provider_id": clinic["providers"][0],
-        },
-        headers=headers["nurse"],
-    )
-    assert response.status_code == 201, response.get_json()
+    record_procedure(napp.test_client(), headers, clinic, performed_on=performed_on)
     week6 = db.session.scalar(
         select(Timepoint).where(
             Timepoint.patient_id == clinic["patients"][2], Timepoint.code == "FU-W6"

@@ -18,7 +18,14 @@ from clinic.extensions import db
 from clinic.notifications import dispatcher, services
 from clinic.notifications.models import Notification, Status
 from tests.conftest import FIXED_NOW, Inbox, dispose, free_port
-from tests.notifications.conftest import after_claim_timeout, app_on, book, poll, rows_for
+from tests.notifications.conftest import (
+    after_claim_timeout,
+    app_on,
+    book,
+    poll,
+    record_procedure,
+    rows_for,
+)
 
 
 def calendar_of(msg) -> Calendar:
@@ -100,17 +107,8 @@ def test_booking_reschedule_cancel_with_calendar_parts(
 
 def test_a_procedure_plans_its_messages(app, celery_worker, clinic, headers):
     client = app.test_client()
-    response = client.post(
-        "/api/v1/procedures",
-        json={
-            "patient_id": clinic["patients"][3],
-            "performed_on": "2026-11-24",
-            "provider_id": clinic["providers"][0],
-        },
-        headers=headers["nurse"],
-    )
-    assert response.status_code == 201
-    plan = {p["code"]: p["due_on"] for p in response.get_json()["follow_up"]}
+    recorded = record_procedure(client, headers, clinic, patient=3)
+    plan = {p["code"]: p["due_on"] for p in recorded["follow_up"]}
     listing = client.get(
         f"/api/v1/patients/{clinic['patients'][3]}/notifications", headers=headers["front_desk"]
     ).get_json()
