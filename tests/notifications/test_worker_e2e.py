@@ -229,7 +229,11 @@ def test_smtp_down_then_back_delivers_everything(drill, workers, database_url):
                 except AssertionError:
                     continue
             assert statuses(ids) == {"sent": 10}
-            assert sorted(m["Message-ID"] for m in mailbox.messages) == sorted(m for _, m in made)
+            # Only this test's rows: the passes above run on the real clock, so at some hours
+            # of the day they also release and send the drill appointment's own confirmation.
+            mine = {m for _, m in made}
+            received = [m["Message-ID"] for m in mailbox.messages if m["Message-ID"] in mine]
+            assert sorted(received) == sorted(mine)  # each exactly once
             db.session.remove()
     finally:
         dispose(kapp)
