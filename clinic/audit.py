@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from clinic.extensions import db
+from clinic import database
 from clinic.models import AuditEvent, StaffUser, utcnow
 
 
@@ -38,8 +38,10 @@ def record(
         ip=client.get("ip"),
         user_agent=(client.get("user_agent") or "")[:300] or None,
     )
-    (dbs or db.session).add(event)
-    return event
+    if dbs is not None:  # a session of its own (the login attempts), flushed by its caller
+        dbs.add(event)
+        return event
+    return database.insert(event)
 
 
 def record_about(action: str, row, **kwargs) -> AuditEvent:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select
 
-from clinic import audit
+from clinic import audit, database
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
 from clinic.intake import schema
@@ -92,20 +92,21 @@ def consent_record(
 @functools.cache
 def _patient_match():
     """Built once (building it cost more CPU than running it); bound on each call."""
+    patient = Patient.__table__.c  # a Core select: the ORM's own layer would double its cost
     return (
-        select(Patient.id)
+        select(patient.id)
         .where(
-            Patient.email == bindparam("email"),  # stored lower-case (schema.py), indexed
-            Patient.date_of_birth == bindparam("dob"),
-            func.lower(Patient.first_name) == bindparam("first"),
-            func.lower(Patient.last_name) == bindparam("last"),
+            patient.email == bindparam("email"),  # stored lower-case (schema.py), indexed
+            patient.date_of_birth == bindparam("dob"),
+            func.lower(patient.first_name) == bindparam("first"),
+            func.lower(patient.last_name) == bindparam("last"),
         )
         .limit(1)
     )
 
 
 def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient:
-    """The patient with exactly this name, birth date and email, or a new record."""
+    """The patient with this exact name, birth date and email, or a new one (not stored yet)."""
     dob = date.fromisoformat(answers["date_of_birth"])
     email = answers.get("email")
     if email:
@@ -129,7 +130,6 @@ def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient
         created_at=now,
         updated_at=now,
     )
-    db.session.add(patient)
     return patient
 
 
@@ -172,9 +172,8 @@ def submit_request(
         # unauthenticated submission must not rewrite a known patient's (staff see the new
         # answers on the request).
         _apply_contact(patient, answers, now)
+        database.insert(patient)
     request = existing or ConsultationRequest(submitted_at=now)
-    if existing is None:
-        db.session.add(request)
     request.patient = patient
     request.complete = True
     request.source = source
@@ -189,8 +188,11 @@ def submit_request(
     request.client_ip = client.get("ip")
     request.user_agent = (client.get("user_agent") or "")[:300] or None
     request.updated_at = now
-    _apply_rules(request, rules, now, tz)
+    newly_flagged = _apply_rules(request, rules, now, tz)
+    if existing is None:
+        database.insert(request)
     db.session.flush()
+    _audit_flags(request, newly_flagged, now)
     return request
 
 
@@ -212,8 +214,9 @@ def save_partial(
     if existing is not None:
         existing.answers = dict(answers)
         existing.updated_at = now
-        _apply_rules(existing, rules, now, tz)
+        newly_flagged = _apply_rules(existing, rules, now, tz)
         db.session.flush()
+        _audit_flags(existing, newly_flagged, now)
         return existing
     client = client or {}
     request = ConsultationRequest(
@@ -227,13 +230,16 @@ def save_partial(
         client_ip=client.get("ip"),
         user_agent=(client.get("user_agent") or "")[:300] or None,
     )
-    db.session.add(request)
-    _apply_rules(request, rules, now, tz)
-    db.session.flush()
+    newly_flagged = _apply_rules(request, rules, now, tz)
+    database.insert(request)
+    _audit_flags(request, newly_flagged, now)
     return request
 
 
-def _apply_rules(request: ConsultationRequest, rules: RuleSet, now: datetime, tz: ZoneInfo) -> None:
+def _apply_rules(
+    request: ConsultationRequest, rules: RuleSet, now: datetime, tz: ZoneInfo
+) -> set[str]:
+    """Triage and signals onto the request; returns the red flags it did not have before."""
     result = triage(request.answers, rules)
     newly_flagged = {f["field"] for f in result.red_flags} - {
         f["field"] for f in (request.red_flags or [])
@@ -251,13 +257,13 @@ def _apply_rules(request: ConsultationRequest, rules: RuleSet, now: datetime, tz
     # urgent: call back today; emergency: check the patient got emergency care
     if result.level != Triage.ROUTINE and request.callback_due_at is None:
         request.callback_due_at = callback_due(now, tz)
+    return newly_flagged
+
+
+def _audit_flags(request: ConsultationRequest, newly_flagged: set[str], now: datetime) -> None:
     if newly_flagged:
-        db.session.flush()
         audit.record_about(
-            "red_flag_raised",
-            request,
-            changed_fields=sorted(newly_flagged),
-            now=now,
+            "red_flag_raised", request, changed_fields=sorted(newly_flagged), now=now
         )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from clinic import audit, http
+from clinic import audit, database, http
 from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.followup.models import StaffTask
@@ -85,8 +85,7 @@ def create(
         created_at=now,
         updated_at=now,
     )
-    db.session.add(row)
-    return row
+    return database.insert(row)
 
 
 def send_at_once(row: Notification, now: datetime) -> Notification:

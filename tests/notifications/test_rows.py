@@ -118,15 +118,15 @@ def test_one_row_per_cause_kind_and_revision(nctx, clinic, napp, headers):
     appt = book(
         napp.test_client(), headers["front_desk"], clinic, start="2026-11-30T10:00:00-05:00"
     )
-    services.create(
-        patient_id=clinic["patients"][0],
-        kind="confirmation",
-        cause_type="appointment",
-        cause_id=appt["id"],
-        due_at=FIXED_NOW,
-        now=FIXED_NOW,
-    )
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError):  # the database holds it, not a look-up first
+        services.create(
+            patient_id=clinic["patients"][0],
+            kind="confirmation",
+            cause_type="appointment",
+            cause_id=appt["id"],
+            due_at=FIXED_NOW,
+            now=FIXED_NOW,
+        )
         db.session.flush()
     db.session.rollback()
 
