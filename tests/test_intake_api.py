@@ -48,6 +48,19 @@ def test_the_same_person_twice_is_one_patient(app, client):
     assert first["id"] != second["id"]
 
 
+def test_a_known_patient_is_found_whatever_the_case_and_keeps_their_details(app, client):
+    first = client.post(URL, json=example_values()).get_json()
+    again = example_values(first_name="MARGARET", last_name="okafor", phone_mobile="555-201-0199")
+    second = client.post(URL, json=again).get_json()
+    assert second["patient_id"] == first["patient_id"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Patient)) == 1
+        patient = db.session.get(Patient, first["patient_id"])
+        # an unauthenticated form does not rewrite a known patient's name or phone number
+        assert (patient.first_name, patient.phone_mobile) == ("Margaret", "+15552010123")
+        assert patient.created_at == patient.updated_at == datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
 def test_emergency_is_saved_without_a_booking_token(app, client):
     response = client.post(URL, json=example_values(rf_saddle_numbness="worsening"))
     assert response.status_code == 201

@@ -90,47 +90,58 @@ def consent_record(
 
 
 @functools.cache
-def _patient_match():
-    """Built once (building it cost more CPU than running it); bound on each call."""
-    patient = Patient.__table__.c  # a Core select: the ORM's own layer would double its cost
+def _known_patient():
+    """A patient with this name, birth date and email exists. Built once (building it cost
+    more CPU than running it); its parameters are the new patient's columns."""
+    patient = Patient.__table__.c
     return (
         select(patient.id)
         .where(
             patient.email == bindparam("email"),  # stored lower-case (schema.py), indexed
-            patient.date_of_birth == bindparam("dob"),
-            func.lower(patient.first_name) == bindparam("first"),
-            func.lower(patient.last_name) == bindparam("last"),
+            patient.date_of_birth == bindparam("date_of_birth"),
+            func.lower(patient.first_name) == func.lower(bindparam("first_name")),
+            func.lower(patient.last_name) == func.lower(bindparam("last_name")),
         )
         .limit(1)
     )
 
 
+@functools.cache
+def _patient_is_known():
+    return _known_patient().exists()
+
+
 def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient:
-    """The patient with this exact name, birth date and email, or a new one (not stored yet)."""
-    dob = date.fromisoformat(answers["date_of_birth"])
+    """The patient with exactly this name, birth date and email, or a new record with the
+    contact details and consents of this intake.
+
+    Only a new record takes them from the form: an unauthenticated submission must not rewrite
+    a known patient's (staff see the new answers on the request). One statement inserts the
+    new record unless the patient is known.
+    """
     email = answers.get("email")
-    if email:
-        # the id only: loading a whole Patient is needed just when one matches
-        found = db.session.execute(
-            _patient_match(),
-            {
-                "email": email,
-                "dob": dob,
-                "first": answers["first_name"].lower(),
-                "last": answers["last_name"].lower(),
-            },
-        ).scalar()
-        if found is not None:
-            return db.session.get(Patient, found)
     patient = Patient(
         first_name=answers["first_name"],
         last_name=answers["last_name"],
-        date_of_birth=dob,
+        date_of_birth=date.fromisoformat(answers["date_of_birth"]),
         email=email,
         created_at=now,
-        updated_at=now,
     )
-    return patient
+    _apply_contact(patient, answers, now)
+    if not email:
+        return database.insert(patient)
+    if database.insert(patient, unless=_patient_is_known()) is not None:
+        return patient
+    known = db.session.execute(
+        _known_patient(),
+        {
+            "email": email,
+            "date_of_birth": patient.date_of_birth,
+            "first_name": patient.first_name,
+            "last_name": patient.last_name,
+        },
+    ).scalar_one()
+    return db.session.get(Patient, known)
 
 
 def _apply_contact(patient: Patient, answers: Mapping[str, Any], now: datetime) -> None:
@@ -167,12 +178,6 @@ def submit_request(
     if errors:
         raise ValidationFailed(errors)
     patient = find_or_create_patient(answers, now)
-    if patient.id is None:
-        # Only a new record takes its contact details and consents from this form: an
-        # unauthenticated submission must not rewrite a known patient's (staff see the new
-        # answers on the request).
-        _apply_contact(patient, answers, now)
-        database.insert(patient)
     request = existing or ConsultationRequest(submitted_at=now)
     request.patient = patient
     request.complete = True
