@@ -41,7 +41,7 @@ def record(
     if dbs is not None:  # a session of its own (the login attempts), flushed by its caller
         dbs.add(event)
         return event
-    return database.insert(event)
+    return database.insert(event, keep=False)  # append-only: never changed after
 
 
 def record_about(action: str, row, **kwargs) -> AuditEvent:

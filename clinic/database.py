@@ -81,7 +81,7 @@ def _begin_as_writer(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def insert(obj: _T, *, unless: ColumnElement[bool] | None = None) -> _T | None:
+def insert(obj: _T, *, unless: ColumnElement[bool] | None = None, keep: bool = True) -> _T | None:
     """INSERT one new ORM object at once with a plain Core statement; keep it in the session.
 
     On the busiest paths (an intake, a booking, their message and audit rows) the unit of work
@@ -93,6 +93,10 @@ def insert(obj: _T, *, unless: ColumnElement[bool] | None = None) -> _T | None:
     ``unless``: a condition (built once; its bound parameters named after the columns, so they
     take the object's values) under which nothing is inserted, decided by the same statement.
     Then the object stays out of the session and None is returned.
+
+    ``keep=False``: for a row nothing changes later in this unit of work (an audit event, an
+    acknowledgement for the dispatcher); it is not added to the session, which saves a third
+    of this function's CPU. Its attributes, id included, stay readable.
     """
     session = db.session()
     session.flush()  # rows this one refers to, and changes that must come first, go first
@@ -114,8 +118,9 @@ def insert(obj: _T, *, unless: ColumnElement[bool] | None = None) -> _T | None:
     if row is None:
         return None
     given.update(zip(returned, row, strict=True))
-    make_transient_to_detached(obj)
-    session.add(obj)
+    if keep:
+        make_transient_to_detached(obj)
+        session.add(obj)
     return obj
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import current_app
@@ -9,7 +10,13 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"clinic:{purpose}")
+    return _serializer_for(current_app.config["SECRET_KEY"], purpose)
+
+
+@functools.lru_cache(maxsize=64)
+def _serializer_for(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
+    """Made once per key and purpose: making one costs as much as signing with it."""
+    return URLSafeTimedSerializer(secret_key, salt=f"clinic:{purpose}")
 
 
 def make_token(purpose: str, data: Any) -> str:

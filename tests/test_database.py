@@ -149,3 +149,10 @@ def test_insert_unless_inserts_nothing_when_the_condition_holds(app_ctx):
     assert database.insert(second, unless=known) is None
     assert second not in db.session
     assert db.session.scalar(select(func.count()).select_from(Patient)) == 1
+
+
+def test_insert_without_keeping_writes_the_row_and_leaves_the_session_alone(app_ctx):
+    event = database.insert(AuditEvent(ts=FIXED_NOW, action="view", resource_type="x"), keep=False)
+    assert event.id is not None and event not in db.session
+    db.session.commit()
+    assert db.session.scalar(select(AuditEvent.action).where(AuditEvent.id == event.id)) == "view"

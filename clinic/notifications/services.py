@@ -66,8 +66,12 @@ def create(
     channel: str = "email",
     status: str = Status.PENDING,
     last_error: str | None = None,
+    keep: bool = True,
 ) -> Notification:
-    """A message row; one per cause, kind and revision (the database holds that)."""
+    """A message row; one per cause, kind and revision (the database holds that).
+
+    ``keep=False`` when nothing changes the row later in this transaction (database.insert).
+    """
     row = Notification(
         patient_id=patient_id,
         kind=kind,
@@ -85,7 +89,7 @@ def create(
         created_at=now,
         updated_at=now,
     )
-    return database.insert(row)
+    return database.insert(row, keep=keep)
 
 
 def send_at_once(row: Notification, now: datetime) -> Notification:
@@ -122,6 +126,7 @@ def request_received(request, *, now: datetime, new: bool = False) -> Notificati
         cause_id=request.id,
         due_at=now,
         now=now,
+        keep=False,  # the next dispatcher pass sends it
     )
 
 
