@@ -38,7 +38,7 @@ def _ping_idle_connections(engine: Engine) -> None:
 
     SQLAlchemy's ``pool_pre_ping`` checks every checkout: a round trip on every request, about
     5 % of an intake's CPU. A connection checked in less than a second ago was alive then, and
-    a database restart takes longer than that, so the connections it killed have all been idle
+    a database restart takes seconds, so the connections it killed have all been idle
     longer by the time they are used again: each is found dead here and replaced (the pool
     retries with a new connection on DisconnectionError), and no request fails for it.
     """
@@ -95,8 +95,8 @@ def insert(obj: _T, *, unless: ColumnElement[bool] | None = None, keep: bool = T
     Then the object stays out of the session and None is returned.
 
     ``keep=False``: for a row nothing changes later in this unit of work (an audit event, an
-    acknowledgement for the dispatcher); it is not added to the session, which saves a third
-    of this function's CPU. Its attributes, id included, stay readable.
+    acknowledgement for the dispatcher); it is not added to the session, which saves about a
+    fifth of this function's CPU. Its attributes, id included, stay readable.
     """
     session = db.session()
     session.flush()  # rows this one refers to, and changes that must come first, go first
