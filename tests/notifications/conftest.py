@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from clinic import email
 from clinic.extensions import db
 from tests.conftest import (
     FIXED_NOW,
@@ -103,11 +104,9 @@ def book(client, headers, clinic, *, start: str, patient: int = 0, code: str = "
     return response.get_json()
 
 
-def record_procedure(
-    client, headers, clinic, *, patient: int = 2, performed_on: str = "2026-11-24"
-) -> dict:
-    """Record a procedure through the API as a nurse; its JSON (with the follow-up plan)."""
-    response = client.post(
+def post_procedure(client, headers, clinic, *, patient: int = 2, performed_on: str = "2026-11-24"):
+    """POST /api/v1/procedures as a nurse; the response, whatever its status."""
+    return client.post(
         "/api/v1/procedures",
         json={
             "patient_id": clinic["patients"][patient],
@@ -116,8 +115,23 @@ def record_procedure(
         },
         headers=headers["nurse"],
     )
+
+
+def record_procedure(
+    client, headers, clinic, *, patient: int = 2, performed_on: str = "2026-11-24"
+) -> dict:
+    """Record a procedure through the API as a nurse; its JSON (with the follow-up plan)."""
+    response = post_procedure(client, headers, clinic, patient=patient, performed_on=performed_on)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+@pytest.fixture
+def fresh_connection():
+    """No SMTP connection reused from another test, before or after."""
+    email.close_connection()
+    yield
+    email.close_connection()
 
 
 def rows_for(cause_type: str, cause_id: int):

@@ -9,7 +9,6 @@ import logging
 import pytest
 from sqlalchemy import create_engine, event, select, text
 
-from clinic import email
 from clinic.extensions import db
 from clinic.followup.models import StaffTask
 from clinic.models import Patient
@@ -21,11 +20,7 @@ from tests.notifications.conftest import book, by_kind, record_procedure, rows_f
 START = "2026-11-30T10:00:00-05:00"
 
 
-@pytest.fixture(autouse=True)
-def fresh_connection():
-    email.close_connection()
-    yield
-    email.close_connection()
+pytestmark = pytest.mark.usefixtures("fresh_connection")
 
 
 def booked(napp, clinic, headers, *, patient=0, start=START):

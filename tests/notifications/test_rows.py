@@ -19,7 +19,7 @@ from clinic.notifications import outbox, services
 from clinic.notifications.models import Notification, Status
 from clinic.scheduling.models import Appointment
 from tests.conftest import FIXED_NOW
-from tests.notifications.conftest import book, by_kind, rows_for
+from tests.notifications.conftest import book, by_kind, post_procedure, rows_for
 
 MESSAGE_ID = re.compile(r"^<[0-9a-f]{32}@clinic\.example>$")
 PLAN = json.loads((Path(__file__).parents[2] / "clinic/followup/plan.json").read_text())
@@ -325,21 +325,9 @@ def _expected_plan(performed_on: date, *, with_years: bool = False) -> list[tupl
     return out
 
 
-def _record(client, headers, clinic, performed_on: str, patient: int = 2):
-    return client.post(
-        "/api/v1/procedures",
-        json={
-            "patient_id": clinic["patients"][patient],
-            "performed_on": performed_on,
-            "provider_id": clinic["providers"][0],
-        },
-        headers=headers["nurse"],
-    )
-
-
 def test_recording_a_procedure_creates_its_plan(napp, clinic, headers, published):
     client = napp.test_client()
-    response = _record(client, headers, clinic, "2026-11-24")
+    response = post_procedure(client, headers, clinic, performed_on="2026-11-24")
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
     got = [(p["code"], p["due_on"], p["window_start"], p["window_end"]) for p in body["follow_up"]]
@@ -395,7 +383,7 @@ def test_years_three_to_five_are_available(napp, clinic, headers, tmp_path):
     path.write_text(json.dumps(data))
     napp.config["FOLLOWUP_PLAN_FILE"] = str(path)
     try:
-        response = _record(napp.test_client(), headers, clinic, "2026-11-20")
+        response = post_procedure(napp.test_client(), headers, clinic, performed_on="2026-11-20")
     finally:
         napp.config["FOLLOWUP_PLAN_FILE"] = ""
     assert response.status_code == 201, response.get_json()
@@ -411,12 +399,12 @@ def test_years_three_to_five_are_available(napp, clinic, headers, tmp_path):
 
 def test_procedure_rows_roll_back_with_a_refused_recording(napp, clinic, headers):
     client = napp.test_client()
-    assert _record(client, headers, clinic, "2026-11-24").status_code == 201
+    assert post_procedure(client, headers, clinic, performed_on="2026-11-24").status_code == 201
     with napp.app_context():
         count = db.session.scalar(select(func.count(Notification.id)))
-    again = _record(client, headers, clinic, "2026-11-24")
+    again = post_procedure(client, headers, clinic, performed_on="2026-11-24")
     assert again.status_code == 422
-    future = _record(client, headers, clinic, "2026-11-25", patient=3)
+    future = post_procedure(client, headers, clinic, performed_on="2026-11-25", patient=3)
     assert future.status_code == 422
     with napp.app_context():
         assert db.session.scalar(select(func.count(Notification.id))) == count
@@ -428,7 +416,7 @@ def test_a_late_recording_times_re_sends_from_the_invitation(napp, clinic, heade
     +7 one would fall after the window and is dropped; the staff task stays after the window."""
     from clinic.followup.models import Timepoint
 
-    response = _record(napp.test_client(), headers, clinic, "2026-10-10")
+    response = post_procedure(napp.test_client(), headers, clinic, performed_on="2026-10-10")
     assert response.status_code == 201, response.get_json()
     with napp.app_context():
         week6 = db.session.scalar(select(Timepoint).where(Timepoint.code == "FU-W6"))

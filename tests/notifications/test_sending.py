@@ -26,11 +26,7 @@ from tests.notifications.conftest import book, by_kind, local, record_procedure,
 START = "2026-11-30T10:00:00-05:00"
 
 
-@pytest.fixture(autouse=True)
-def fresh_connection():
-    email.close_connection()
-    yield
-    email.close_connection()
+pytestmark = pytest.mark.usefixtures("fresh_connection")
 
 
 def arrived(inbox, row):
