@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import logging
 import random
 import re
+import secrets
 import smtplib
 import ssl
 import threading
 from email import policy
-from email.message import EmailMessage
+from email.generator import BytesGenerator
+from email.headerregistry import HeaderRegistry
+from email.message import EmailMessage, MIMEPart
 from email.utils import formatdate, make_msgid
 
 from flask import current_app, render_template
@@ -22,7 +27,19 @@ _local = threading.local()
 # RFC 5322 allows header lines up to 998 characters. The default 78 makes the email package
 # fold a long List-Unsubscribe URL, which has no space to fold at, into RFC 2047 encoded words
 # that mail clients cannot follow; with 998 it stays one plain line.
-MAIL_POLICY = policy.default.clone(max_line_length=998)
+#
+# The email package parses a header from its text each time it is read, and writing a message
+# out reads each part's Content-Type several times: that parsing was most of the CPU a send
+# took. Parsed headers are immutable, so one object serves every read of the same text.
+
+
+class _ParsedOnce(HeaderRegistry):
+    @functools.lru_cache(maxsize=512)  # noqa: B019  (one registry, made once per process)
+    def __call__(self, name, value):
+        return super().__call__(name, value)
+
+
+MAIL_POLICY = policy.default.clone(max_line_length=998, header_factory=_ParsedOnce())
 
 
 SENDER_STATUSES = ("5.1.7", "5.1.8")  # RFC 3463: bad sender's mailbox / system address
@@ -107,9 +124,35 @@ def build_message(
             domain=config["MAIL_FROM"].rpartition("@")[2].strip("> ") or "clinic.example"
         ),
     )
-    msg.set_content(render_template(f"emails/{template}.txt", **context))
-    msg.add_alternative(render_template(f"emails/{template}.html", **context), subtype="html")
+    text = render_template(f"emails/{template}.txt", **context)
+    html = render_template(f"emails/{template}.html", **context)
+    msg.set_raw("MIME-Version", "1.0")
+    msg.set_raw("Content-Type", f'multipart/alternative; boundary="{_boundary(text, html)}"')
+    msg.set_payload([_text_part(text, "plain"), _text_part(html, "html")])
     return msg
+
+
+def _text_part(body: str, subtype: str) -> MIMEPart:
+    """A UTF-8 text part, encoded as ``set_content`` encodes it, without its per-header parsing
+    (which cost more CPU than rendering both templates): 7bit when ASCII, else 8bit, as long as
+    no line is longer than the policy allows; past that, ``set_content`` chooses."""
+    part = MIMEPart(policy=MAIL_POLICY)
+    lines = body.encode("utf-8").splitlines()
+    if max((len(line) for line in lines), default=0) > MAIL_POLICY.max_line_length:
+        part.set_content(body, subtype=subtype)
+        return part
+    part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part.set_raw("Content-Transfer-Encoding", "7bit" if body.isascii() else "8bit")
+    # As the email package keeps 8bit text: its bytes, surrogate-escaped in a str.
+    part.set_payload((b"\n".join(lines) + b"\n").decode("ascii", "surrogateescape"))
+    return part
+
+
+def _boundary(*bodies: str) -> str:
+    while True:
+        boundary = f"=_{secrets.token_hex(16)}"
+        if not any(boundary in body for body in bodies):
+            return boundary
 
 
 def _connect() -> smtplib.SMTP:
@@ -147,13 +190,13 @@ def send(msg: EmailMessage) -> None:
     try:
         reused = getattr(_local, "conn", None) is not None
         try:
-            refused = _connection().send_message(msg)
+            refused = _transmit(_connection(), msg)
         except (smtplib.SMTPServerDisconnected, ConnectionError):
             if not reused:
                 raise
             # The server dropped the idle connection we kept (no NOOP round trip before every
             # message to find out): reconnect once and send on the new one.
-            refused = _connection(fresh=True).send_message(msg)
+            refused = _transmit(_connection(fresh=True), msg)
     except smtplib.SMTPRecipientsRefused as exc:
         close_connection()
         replies = list(exc.recipients.values())
@@ -182,6 +225,54 @@ def send(msg: EmailMessage) -> None:
         raise TemporarySendError(type(exc).__name__) from None
     if refused:
         raise PermanentSendError("recipient refused")
+
+
+def _transmit(conn: smtplib.SMTP, msg: EmailMessage) -> dict:
+    """Hand one message to the server. ``send_message`` parses the From and To headers into
+    objects to find the envelope, and copies the message; for a message of ours with one plain
+    ASCII recipient the envelope is read off the raw headers and the message flattened once,
+    about a third of a send's CPU saved. Anything else goes through ``send_message``, which
+    also knows SMTPUTF8."""
+    envelope = _envelope(msg)
+    if envelope is None:
+        return conn.send_message(msg)
+    out = io.BytesIO()
+    BytesGenerator(out, policy=msg.policy).flatten(msg, linesep="\r\n")
+    return conn.sendmail(envelope[0], [envelope[1]], out.getvalue())
+
+
+# One ASCII addr-spec and nothing else (no display name, comment, quoting or second address).
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+# Headers after which send_message would pick other envelope addresses.
+_ENVELOPE_HEADERS = frozenset({"cc", "bcc", "sender", "resent-from", "resent-to", "resent-date"})
+
+
+def _envelope(msg: EmailMessage) -> tuple[str, str] | None:
+    """(sender, recipient) from a message's one From and one bare-address To; else None."""
+    found: dict[str, str] = {}
+    for name, value in msg.raw_items():
+        key = name.lower()
+        if key in _ENVELOPE_HEADERS or key in found:
+            return None
+        if key in ("from", "to"):
+            found[key] = str(value)
+    recipient = found.get("to", "")
+    sender = _sender_address(found.get("from", ""))
+    if sender is None or not _BARE_ADDRESS.fullmatch(recipient):
+        return None
+    return sender, recipient
+
+
+@functools.lru_cache(maxsize=16)
+def _sender_address(value: str) -> str | None:
+    """The address of a From value (the configured MAIL_FROM: parsed once), when one, ASCII."""
+    try:
+        addresses = MAIL_POLICY.header_factory("From", value).addresses
+    except (ValueError, IndexError):
+        return None
+    if len(addresses) != 1 or not addresses[0].addr_spec.isascii():
+        return None
+    return addresses[0].addr_spec or None
 
 
 def deliver(task, build) -> str:

@@ -44,6 +44,7 @@ class Inbox:
 
     def __init__(self):
         self.messages = []
+        self.envelopes = []  # (MAIL FROM, [RCPT TO]) of each message, in order
         self.reply = None  # e.g. "451 try later" to make the server refuse
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
@@ -52,6 +53,7 @@ class Inbox:
         msg = message_from_bytes(
             envelope.original_content or envelope.content, policy=policy.default
         )
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.messages.append(msg)
         return "250 OK"
 
@@ -78,6 +80,7 @@ def smtp_server():
 @pytest.fixture
 def inbox(smtp_server):
     smtp_server.messages.clear()
+    smtp_server.envelopes.clear()
     smtp_server.reply = None
     return smtp_server
 
