@@ -70,7 +70,7 @@ def _type_by_code(code, field="appointment_type") -> AppointmentType:
 
 
 def _provider(provider_id, field="provider_id") -> Provider:
-    provider = db.session.get(Provider, provider_id) if http.sane_id(provider_id) else None
+    provider = services.get_provider(provider_id) if http.sane_id(provider_id) else None
     if provider is None or not provider.active:
         raise ValidationFailed({field: ["Unknown provider."]})
     return provider

@@ -268,15 +268,13 @@ def _raise_alarm(row: CheckIn, *, now: datetime) -> None:
     followup.add_task(
         row.patient_id, "red_flag_checkin", RED_FLAG_TASK_TITLE, cause=row, due_at=now, now=now
     )
-    alert = notifications.create(
+    notifications.create_and_send(
         patient_id=row.patient_id,
         kind="staff_alert",
         cause_type="checkin",
         cause_id=row.id,
-        due_at=now,
         now=now,
     )
-    notifications.send_at_once(alert, now)
 
 
 # -- the answers --------------------------------------------------------------------------------

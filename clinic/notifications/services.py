@@ -66,6 +66,7 @@ def create(
     channel: str = "email",
     status: str = Status.PENDING,
     last_error: str | None = None,
+    claimed_at: datetime | None = None,
     keep: bool = True,
 ) -> Notification:
     """A message row; one per cause, kind and revision (the database holds that).
@@ -86,14 +87,23 @@ def create(
         attempts=0,
         last_error=last_error,
         message_id=new_message_id(),
+        claimed_at=claimed_at,
         created_at=now,
         updated_at=now,
     )
     return database.insert(row, keep=keep)
 
 
+def create_and_send(*, now: datetime, **fields) -> Notification:
+    """A new message due now, stored already claimed (one INSERT) and handed to the send task
+    once this transaction commits."""
+    row = create(**fields, due_at=now, now=now, status=Status.SENDING, claimed_at=now)
+    outbox.send_after_commit(row.id)
+    return row
+
+
 def send_at_once(row: Notification, now: datetime) -> Notification:
-    """Claim the row now and hand it to the send task once this transaction commits."""
+    """Claim a stored row now and hand it to the send task once this transaction commits."""
     row.status = Status.SENDING
     row.claimed_at = now
     db.session.flush()
@@ -164,15 +174,14 @@ def appointment_booked(appointment: Appointment, *, now: datetime) -> list[Notif
     rows = []
     for step in schedule().steps(appointment.appointment_type.code):
         if step.at_booking:
-            row = create(
+            row = create_and_send(
                 patient_id=appointment.patient_id,
                 kind=step.kind,
                 cause_type=APPOINTMENT,
                 cause_id=appointment.id,
-                due_at=now,
                 now=now,
             )
-            rows.append(send_at_once(row, now))
+            rows.append(row)
         elif step.hours_before is not None:
             rows.append(_reminder(appointment, step, now=now, revision=0))
     return rows
@@ -220,16 +229,15 @@ def appointment_rescheduled(appointment: Appointment, *, now: datetime) -> list[
             # Already sent (or failed) for the old time: the new time gets its own reminder.
             row = _reminder(appointment, step, now=now, revision=appointment.sequence)
         rows.append(row)
-    update_row = create(
+    update_row = create_and_send(
         patient_id=appointment.patient_id,
         kind="update",
         cause_type=APPOINTMENT,
         cause_id=appointment.id,
-        due_at=now,
         now=now,
         revision=appointment.sequence,
     )
-    rows.append(send_at_once(update_row, now))
+    rows.append(update_row)
     return rows
 
 
@@ -252,15 +260,13 @@ def cancel_open(cause_type: str, cause_id: int, *, now: datetime, reason: str) -
 def appointment_cancelled(appointment: Appointment, *, now: datetime) -> Notification:
     """Cancel what was still to go, and tell the patient (METHOD:CANCEL)."""
     cancel_open(APPOINTMENT, appointment.id, now=now, reason="appointment cancelled")
-    row = create(
+    return create_and_send(
         patient_id=appointment.patient_id,
         kind="cancellation",
         cause_type=APPOINTMENT,
         cause_id=appointment.id,
-        due_at=now,
         now=now,
     )
-    return send_at_once(row, now)
 
 
 def appointment_status_changed(

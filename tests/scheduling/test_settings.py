@@ -126,7 +126,9 @@ def test_add_hours_exception_time_off_and_closure(app, client, login, schedule):
         kinds = [
             e.resource_type
             for e in db.session.scalars(
-                select(AuditEvent).where(AuditEvent.action == "config_change")
+                select(AuditEvent)
+                .where(AuditEvent.action == "config_change")
+                .order_by(AuditEvent.id)
             )
         ]
     assert kinds == ["provider_hours", "schedule_exception", "time_off", "clinic_closure"]
