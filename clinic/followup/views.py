@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import MultiDict
 
 from clinic import http
 from clinic.errors import DomainError, ValidationFailed
@@ -128,10 +129,30 @@ def identity(token: str):
         return render_template("followup/locked.html"), 403
     except ValidationFailed as exc:
         db.session.commit()
-        return _identity_page(token, exc.errors), 422
+        return _identity_page(token, exc.errors, carried=_carried(timepoint)), 422
     db.session.commit()
-    session[SESSION_KEY] = {"t": timepoint.id, "at": int(now.timestamp()), "c": None}
+    # Checked again after the two hours ran out: this browser's screen still counts.
+    state = {"c": None, **_state(timepoint), "t": timepoint.id, "at": int(now.timestamp())}
+    session[SESSION_KEY] = state
+    carried = _carried(timepoint)
+    if carried is not None:
+        return _submit_answers(token, timepoint, state, carried)
     return redirect(url_for(".show", token=token))
+
+
+def _carried(timepoint: Timepoint) -> MultiDict | None:
+    """The answers sent after the identity check had run out, posted again with the date of
+    birth (hidden fields of the identity page); None when the identity page carried none."""
+    return _question_answers(timepoint) if request.form.get("carry") == "answers" else None
+
+
+def _question_answers(timepoint: Timepoint) -> MultiDict:
+    """What was posted for the check-in's questions, and nothing else of the form."""
+    fields = questions.question_fields(
+        timepoint.wound_questions, questions.current_odi_pack(), checkin.outcomes()
+    )
+    known = {f.id for f in fields}
+    return MultiDict([(k, v) for k, v in request.form.items(multi=True) if k in known])
 
 
 @bp.post("/checkin/<token>/screen")
@@ -169,16 +190,25 @@ def answers(token: str):
     if closed is not None:
         return closed
     state = _state(timepoint)
-    row = _screen_row(timepoint, state)
-    if not _verified(state) or row is None:
+    if _screen_row(timepoint, state) is None:
         return redirect(url_for(".show", token=token))
     if not CheckInForm().validate_on_submit():
         abort(400)
+    if not _verified(state):
+        # The two hours ran out while the patient was answering: check who it is again, and
+        # keep the answers in that page's form, so nothing typed is lost.
+        return _identity_page(token, {}, carried=_question_answers(timepoint))
+    return _submit_answers(token, timepoint, state, request.form)
+
+
+def _submit_answers(token: str, timepoint: Timepoint, state: dict, form):
+    if _screen_row(timepoint, state) is None:
+        return redirect(url_for(".show", token=token))
     try:
-        checkin.submit_checkin(timepoint, request.form, now=http.now(), client=http.client_meta())
+        checkin.submit_checkin(timepoint, form, now=http.now(), client=http.client_meta())
     except ValidationFailed as exc:
         db.session.rollback()
-        return _questions_page(token, timepoint, request.form, exc.errors), 422
+        return _questions_page(token, timepoint, form, exc.errors), 422
     except DomainError:  # the screen was not clear, or is gone: start from the page again
         db.session.rollback()
         return redirect(url_for(".show", token=token))
@@ -187,8 +217,14 @@ def answers(token: str):
     return redirect(url_for(".show", token=token))
 
 
-def _identity_page(token: str, errors):
-    return render_template("followup/identity.html", form=CheckInForm(), token=token, errors=errors)
+def _identity_page(token: str, errors, carried=None):
+    return render_template(
+        "followup/identity.html",
+        form=CheckInForm(),
+        token=token,
+        errors=errors,
+        carried=list(carried.items(multi=True)) if carried is not None else None,
+    )
 
 
 def _screen_page(token: str, timepoint: Timepoint, values, errors):

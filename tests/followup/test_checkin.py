@@ -195,6 +195,56 @@ def test_the_identity_check_lasts_two_hours(app, client, link):
     assert 'id="date_of_birth"' in client.get(url).get_data(as_text=True)
 
 
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def carried(html: str) -> dict[str, str]:
+    """The hidden fields of a page's form but its CSRF token: what the browser posts back."""
+    return {name: value for name, value in HIDDEN.findall(html) if name != "csrf_token"}
+
+
+def test_answers_sent_after_the_two_hours_are_kept_through_a_new_identity_check(app, client, link):
+    url, tp = link["url"]["FU-W6"], link["id"]["FU-W6"]
+    screened(client, url)
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(hours=2, minutes=1)
+    page = client.post(f"{url}/answers", data={**ANSWERS, "not_a_question": "x"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="date_of_birth"' in html
+    assert "Your answers are kept" in html
+    assert carried(html) == {"carry": "answers", **ANSWERS}  # the questions' fields only
+    assert rows(app, Timepoint, Timepoint.id == tp)[0].status != "completed"  # not without it
+    wrong = client.post(f"{url}/identity", data={**carried(html), "date_of_birth": "01/01/1950"})
+    assert wrong.status_code == 422
+    assert carried(wrong.get_data(as_text=True)) == {"carry": "answers", **ANSWERS}
+    done = client.post(f"{url}/identity", data={**carried(html), "date_of_birth": DOB})
+    assert done.status_code == 302 and done.location == url
+    assert "we have your answers" in client.get(url).get_data(as_text=True)
+    [row] = rows(app, CheckIn)
+    assert row.answers == {**SCREEN_CLEAR, **{k: int(v) for k, v in ANSWERS.items()}}
+    assert rows(app, Timepoint, Timepoint.id == tp)[0].status == "completed"
+
+
+def test_carried_answers_that_fail_a_check_come_back_on_the_questions(app, client, link):
+    url, tp = link["url"]["FU-W6"], link["id"]["FU-W6"]
+    screened(client, url)
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(hours=3)
+    html = client.post(f"{url}/answers", data={**ANSWERS, "nprs_back": "11"}).get_data(as_text=True)
+    page = client.post(f"{url}/identity", data={**carried(html), "date_of_birth": DOB})
+    assert page.status_code == 422
+    questions = page.get_data(as_text=True)
+    assert 'id="nprs_back"' in questions and 'value="20"' in questions  # walking minutes kept
+    assert rows(app, Timepoint, Timepoint.id == tp)[0].status != "completed"
+
+
+def test_an_identity_check_alone_carries_nothing(app, client, link):
+    url, tp = link["url"]["FU-W6"], link["id"]["FU-W6"]
+    screened(client, url)
+    app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(hours=3)
+    verified(client, url)  # no carried answers: back to the questions, nothing submitted
+    assert 'id="nprs_back"' in client.get(url).get_data(as_text=True)
+    assert rows(app, Timepoint, Timepoint.id == tp)[0].status != "completed"
+
+
 # -- the red-flag screen ----------------------------------------------------------------------
 
 
