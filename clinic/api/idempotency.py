@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import timedelta
 from functools import wraps
 
 from flask import jsonify, request
@@ -12,10 +13,15 @@ from sqlalchemy.exc import IntegrityError
 
 from clinic.extensions import db
 from clinic.limits import storable
+from clinic.models import utcnow
 from clinic.scheduling.models import IdempotencyRecord
 
 IN_PROGRESS = 0
 WAIT_SECONDS = 10.0
+# A request still "in progress" after this long is dead: gunicorn ends a request after its
+# worker timeout (30 s by default), so its process died before storing the answer.
+ABANDONED_AFTER = timedelta(minutes=2)
+_TAKEN_OVER = object()
 
 
 def idempotent(view):
@@ -47,7 +53,9 @@ def idempotent(view):
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
-            return _replay(key, endpoint, digest)
+            replayed = _replay(key, endpoint, digest)
+            if replayed is not _TAKEN_OVER:
+                return replayed
         try:
             response = view(*args, **kwargs)
         except Exception:
@@ -96,6 +104,7 @@ def _replay(key: str, endpoint: str, digest: str):
                 IdempotencyRecord.request_hash,
                 IdempotencyRecord.status_code,
                 IdempotencyRecord.body,
+                IdempotencyRecord.created_at,
             ).where(IdempotencyRecord.key == key, IdempotencyRecord.endpoint == endpoint)
         ).first()
         db.session.rollback()  # see the other transaction's commit on the next read
@@ -114,7 +123,32 @@ def _replay(key: str, endpoint: str, digest: str):
             response.status_code = record.status_code
             response.headers["Idempotent-Replayed"] = "true"
             return response
+        if utcnow() - record.created_at > ABANDONED_AFTER and _take_over(key, endpoint, record):
+            return _TAKEN_OVER
         if time.monotonic() > deadline:
             detail = "A request with this Idempotency-Key is still being handled; retry shortly."
             return jsonify({"error": "in_progress", "detail": detail}), 409
         time.sleep(0.05)
+
+
+def _take_over(key: str, endpoint: str, record) -> bool:
+    """Claim a key whose first request died before storing its answer, for this retry to run.
+
+    Most such requests died before their commit, and left nothing. One that died between its
+    commit and storing the answer (a window of a few statements) did its work: running it
+    again books nothing twice (the slot is taken, a 409), but an intake would be stored twice.
+    Answering "in progress" for ever, which was the alternative, loses the patient's retry.
+    One retry wins the claim (the created time is compared and moved in one statement).
+    """
+    claimed = db.session.execute(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.key == key,
+            IdempotencyRecord.endpoint == endpoint,
+            IdempotencyRecord.status_code == IN_PROGRESS,
+            IdempotencyRecord.created_at == record.created_at,
+        )
+        .values(created_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    return claimed == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -495,3 +495,47 @@ def test_a_retry_while_the_first_is_running_gets_a_409_that_says_why(
     assert response.status_code == 409
     assert response.get_json()["error"] == "in_progress" and response.get_json()["detail"]
     assert appointment_count(app) == 1
+
+
+def test_a_key_whose_first_request_died_is_taken_over_by_a_retry(app, client, schedule, booked):
+    """In progress for longer than any request can run: its process died before storing the
+    answer. The retry runs, and its answer is kept for the next one."""
+    import hashlib
+    import json
+
+    from clinic.api import idempotency
+    from clinic.models import utcnow
+    from clinic.scheduling.models import IdempotencyRecord
+
+    headers, _ = booked
+    body = staff_booking(schedule, 1, "2026-11-27T09:00:00-05:00")
+    caller = hashlib.sha256(headers["Authorization"].encode()).hexdigest()[:32]
+    raw = json.dumps(body).encode()
+    with app.app_context():
+        db.session.add(
+            IdempotencyRecord(
+                key="dead-1",
+                endpoint=f"POST {BOOK} {caller}",
+                request_hash=hashlib.sha256(raw).hexdigest(),
+                status_code=idempotency.IN_PROGRESS,
+                body={},
+                created_at=utcnow() - idempotency.ABANDONED_AFTER - timedelta(seconds=1),
+            )
+        )
+        db.session.commit()
+
+    def post():
+        return client.post(
+            BOOK,
+            headers=headers | {"Idempotency-Key": "dead-1"},
+            data=raw,
+            content_type="application/json",
+        )
+
+    first = post()
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    assert appointment_count(app) == 2
+    again = post()
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    assert appointment_count(app) == 2
