@@ -461,37 +461,46 @@ def test_real_answers_match_their_documented_schemas(
     assert rows
 
 
-def test_a_retry_while_the_first_is_running_gets_a_409_that_says_why(
-    app, client, schedule, booked, monkeypatch
-):
+def _key_in_progress(app, headers, body: dict, key: str, age: timedelta = timedelta(0)):
+    """A booking's Idempotency-Key claimed ``age`` ago by a request that has not answered;
+    returns a function that retries the booking with that key."""
     import hashlib
     import json
 
     from clinic.api import idempotency
+    from clinic.models import utcnow
     from clinic.scheduling.models import IdempotencyRecord
 
-    headers, _ = booked
-    body = staff_booking(schedule, 1, "2026-11-27T09:00:00-05:00")
     caller = hashlib.sha256(headers["Authorization"].encode()).hexdigest()[:32]
     raw = json.dumps(body).encode()
     with app.app_context():
         db.session.add(
             IdempotencyRecord(
-                key="slow-1",
+                key=key,
                 endpoint=f"POST {BOOK} {caller}",
                 request_hash=hashlib.sha256(raw).hexdigest(),
                 status_code=idempotency.IN_PROGRESS,
                 body={},
+                created_at=utcnow() - age,
             )
         )
         db.session.commit()
-    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.0)
-    response = client.post(
-        BOOK,
-        headers=headers | {"Idempotency-Key": "slow-1"},
-        data=raw,
-        content_type="application/json",
+    client = app.test_client()
+    return lambda: client.post(
+        BOOK, headers=headers | {"Idempotency-Key": key}, data=raw, content_type="application/json"
     )
+
+
+def test_a_retry_while_the_first_is_running_gets_a_409_that_says_why(
+    app, client, schedule, booked, monkeypatch
+):
+    from clinic.api import idempotency
+
+    headers, _ = booked
+    body = staff_booking(schedule, 1, "2026-11-27T09:00:00-05:00")
+    retry = _key_in_progress(app, headers, body, "slow-1")
+    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.0)
+    response = retry()
     assert response.status_code == 409
     assert response.get_json()["error"] == "in_progress" and response.get_json()["detail"]
     assert appointment_count(app) == 1
@@ -500,38 +509,12 @@ def test_a_retry_while_the_first_is_running_gets_a_409_that_says_why(
 def test_a_key_whose_first_request_died_is_taken_over_by_a_retry(app, client, schedule, booked):
     """In progress for longer than any request can run: its process died before storing the
     answer. The retry runs, and its answer is kept for the next one."""
-    import hashlib
-    import json
-
     from clinic.api import idempotency
-    from clinic.models import utcnow
-    from clinic.scheduling.models import IdempotencyRecord
 
     headers, _ = booked
     body = staff_booking(schedule, 1, "2026-11-27T09:00:00-05:00")
-    caller = hashlib.sha256(headers["Authorization"].encode()).hexdigest()[:32]
-    raw = json.dumps(body).encode()
-    with app.app_context():
-        db.session.add(
-            IdempotencyRecord(
-                key="dead-1",
-                endpoint=f"POST {BOOK} {caller}",
-                request_hash=hashlib.sha256(raw).hexdigest(),
-                status_code=idempotency.IN_PROGRESS,
-                body={},
-                created_at=utcnow() - idempotency.ABANDONED_AFTER - timedelta(seconds=1),
-            )
-        )
-        db.session.commit()
-
-    def post():
-        return client.post(
-            BOOK,
-            headers=headers | {"Idempotency-Key": "dead-1"},
-            data=raw,
-            content_type="application/json",
-        )
-
+    age = idempotency.ABANDONED_AFTER + timedelta(seconds=1)
+    post = _key_in_progress(app, headers, body, "dead-1", age)
     first = post()
     assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
     assert appointment_count(app) == 2
