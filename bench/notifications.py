@@ -540,11 +540,12 @@ def plain_copy(built: EmailMessage) -> EmailMessage:
     msg.set_content(built.get_body(("plain",)).get_content())
     msg.add_alternative(built.get_body(("html",)).get_content(), subtype="html")
     for part in built.iter_attachments():
+        method = part.get_param("method")
         msg.add_attachment(
             part.get_content(),
             subtype=part.get_content_subtype(),
             filename=part.get_filename(),
-            params={"method": part.get_param("method")} if part.get_param("method") else {},
+            params={"method": method} if method else {},
         )
     return msg
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 
 from flask import jsonify, request
@@ -123,7 +123,9 @@ def _replay(key: str, endpoint: str, digest: str):
             response.status_code = record.status_code
             response.headers["Idempotent-Replayed"] = "true"
             return response
-        if utcnow() - record.created_at > ABANDONED_AFTER and _take_over(key, endpoint, record):
+        if utcnow() - record.created_at > ABANDONED_AFTER and _take_over(
+            key, endpoint, record.created_at
+        ):
             return _TAKEN_OVER
         if time.monotonic() > deadline:
             detail = "A request with this Idempotency-Key is still being handled; retry shortly."
@@ -131,7 +133,7 @@ def _replay(key: str, endpoint: str, digest: str):
         time.sleep(0.05)
 
 
-def _take_over(key: str, endpoint: str, record) -> bool:
+def _take_over(key: str, endpoint: str, created_at: datetime) -> bool:
     """Claim a key whose first request died before storing its answer, for this retry to run.
 
     Most such requests died before their commit, and left nothing. One that died between its
@@ -146,7 +148,7 @@ def _take_over(key: str, endpoint: str, record) -> bool:
             IdempotencyRecord.key == key,
             IdempotencyRecord.endpoint == endpoint,
             IdempotencyRecord.status_code == IN_PROGRESS,
-            IdempotencyRecord.created_at == record.created_at,
+            IdempotencyRecord.created_at == created_at,
         )
         .values(created_at=utcnow())
     ).rowcount

@@ -135,7 +135,7 @@ def identity(token: str):
     state = {"c": None, **_state(timepoint), "t": timepoint.id, "at": int(now.timestamp())}
     session[SESSION_KEY] = state
     carried = _carried(timepoint)
-    if carried is not None:
+    if carried is not None and _screen_row(timepoint, state) is not None:
         return _submit_answers(token, timepoint, state, carried)
     return redirect(url_for(".show", token=token))
 
@@ -202,8 +202,7 @@ def answers(token: str):
 
 
 def _submit_answers(token: str, timepoint: Timepoint, state: dict, form):
-    if _screen_row(timepoint, state) is None:
-        return redirect(url_for(".show", token=token))
+    """Store the answers of a verified browser whose screen row is this check-in's."""
     try:
         checkin.submit_checkin(timepoint, form, now=http.now(), client=http.client_meta())
     except ValidationFailed as exc:
