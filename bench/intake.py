@@ -8,6 +8,12 @@ gunicorns with the same worker settings on free 127.0.0.1 ports, one serving the
 both up, loads each with wrk (``bench/post.lua``: the example intake body, a new email address
 per request unless --same-patient), checks that the rows were stored and that no 5xx came back,
 and prints a table with req/s, p50/p99 latency, the errors and the ratio intake ÷ baseline.
+
+The load is split into --rounds windows per server and the servers take turns, intake then
+baseline, then baseline then intake, and so on (AB BA AB BA): this virtual machine's speed drifts
+by up to 2x within minutes, and one long window per server measured the drift as much as the
+code. The ratio is over all windows (requests ÷ loaded seconds per server); each round's own
+ratio is printed too.
 Both gunicorns are stopped, the database is dropped and Redis db 14 is flushed at the end, also
 on errors. Needs PostgreSQL on 127.0.0.1:5432 (user postgres), Redis on 127.0.0.1:6379 and wrk.
 
@@ -27,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -430,6 +437,13 @@ def write_body(path: Path, same_patient: bool) -> None:
     path.write_text(json.dumps(body))
 
 
+def warm_up(server: Server, args: argparse.Namespace, wrk: str, body_file: Path, tag: str) -> None:
+    print(f"[bench] warming up {server.name} for {args.warmup}s", flush=True)
+    if args.warmup:
+        run_wrk(wrk, server.url, args, args.warmup, body_file, f"{tag}w")
+    time.sleep(1.0)
+
+
 def measure(
     server: Server,
     args: argparse.Namespace,
@@ -438,18 +452,17 @@ def measure(
     database_url: str,
     table: str,
     tag: str,
+    seconds: int,
     redis_client: redis.Redis | None = None,
 ) -> Measured:
-    print(f"[bench] warming up {server.name} for {args.warmup}s", flush=True)
-    run_wrk(wrk, server.url, args, args.warmup, body_file, f"{tag}w")
-    time.sleep(1.0)
+    """One window of load on one server: wrk for ``seconds``, rows and CPU before and after."""
     rows_before = count_rows(database_url, table)
     patients_before = count_rows(database_url, "patient") if redis_client else 0
     acks_before = count_rows(database_url, "notification") if redis_client else 0
     app_before = process_cpu(gunicorn_pids(server.proc.pid))
     db_before = process_cpu(backend_pids(database_url, server.app_name))
-    print(f"[bench] loading {server.name} for {args.duration}s", flush=True)
-    result = run_wrk(wrk, server.url, args, args.duration, body_file, tag)
+    print(f"[bench] loading {server.name} for {seconds}s", flush=True)
+    result = run_wrk(wrk, server.url, args, seconds, body_file, tag)
     time.sleep(2.0)  # requests in flight when wrk stopped still finish on the server
     measured = Measured(server.name, result, count_rows(database_url, table) - rows_before)
     measured.app_cpu_s = cpu_delta(app_before, process_cpu(gunicorn_pids(server.proc.pid)))
@@ -463,6 +476,53 @@ def measure(
         # not the request, hands it to Celery)
         measured.extra["acks"] = count_rows(database_url, "notification") - acks_before
     return measured
+
+
+def window_seconds(args: argparse.Namespace) -> int:
+    return max(1, round(args.duration / args.rounds))
+
+
+def round_order(first, second, rounds: int) -> list[tuple[int, object]]:
+    """(round, server) in the order they are loaded: AB BA AB BA ..., so a machine that speeds
+    up or slows down steadily during the run favours neither server."""
+    order = []
+    for r in range(rounds):
+        pair = (first, second) if r % 2 == 0 else (second, first)
+        order.extend((r, server) for server in pair)
+    return order
+
+
+def combine(windows: list[Measured]) -> Measured:
+    """One server's windows as one measurement: counts and CPU summed, req/s over the loaded
+    time of all windows, p50 the median of the windows' p50s, p99 the highest window p99."""
+    results = [m.wrk for m in windows]
+    loaded_s = sum(w.requests / w.rps for w in results if w.rps)
+    requests = sum(w.requests for w in results)
+    socket_errors = {k: sum(w.socket_errors[k] for w in results) for k in results[0].socket_errors}
+    statuses = {k: sum(w.statuses[k] for w in results) for k in results[0].statuses}
+    wrk = WrkResult(
+        requests=requests,
+        rps=requests / loaded_s if loaded_s else 0.0,
+        p50_ms=statistics.median(w.p50_ms for w in results),
+        p99_ms=max(w.p99_ms for w in results),
+        non_2xx=sum(w.non_2xx for w in results),
+        socket_errors=socket_errors,
+        statuses=statuses,
+        raw="\n".join(w.raw for w in results),
+    )
+    combined = Measured(windows[0].name, wrk, sum(m.rows for m in windows))
+    combined.app_cpu_s = sum(m.app_cpu_s for m in windows)
+    combined.db_cpu_s = sum(m.db_cpu_s for m in windows)
+    for key in ("patients", "acks"):
+        if key in windows[0].extra:
+            combined.extra[key] = sum(m.extra[key] for m in windows)
+    if "patients_total" in windows[-1].extra:
+        combined.extra["patients_total"] = max(m.extra["patients_total"] for m in windows)
+    return combined
+
+
+def round_ratios(app: list[Measured], baseline: list[Measured]) -> list[float]:
+    return [a.wrk.rps / b.wrk.rps if b.wrk.rps else 0.0 for a, b in zip(app, baseline, strict=True)]
 
 
 def check(m: Measured, args: argparse.Namespace) -> list[str]:
@@ -492,7 +552,9 @@ def check(m: Measured, args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def report(facts: list[str], results: list[Measured], args: argparse.Namespace) -> float:
+def report(
+    facts: list[str], results: list[Measured], ratios: list[float], args: argparse.Namespace
+) -> float:
     print()
     print("Machine")
     for line in facts:
@@ -534,6 +596,11 @@ def report(facts: list[str], results: list[Measured], args: argparse.Namespace) 
         f"{intake.extra.get('acks', 0)} acknowledgement message rows "
         f"({'same patient every request' if args.same_patient else 'a new email per request'})"
     )
+    print(
+        f"{args.rounds} rounds of {window_seconds(args)}s per server, loaded in the order "
+        "intake-baseline, baseline-intake, ...; ratio per round: "
+        + ", ".join(f"{r:.3f}" for r in ratios)
+    )
     verdict = "met" if ratio >= args.min_ratio else "NOT met"
     print(
         f"ratio intake req/s / baseline req/s = {ratio:.3f} (goal >= {args.min_ratio}: {verdict})"
@@ -545,6 +612,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=int, default=20, help="seconds of load per server")
     p.add_argument("--warmup", type=int, default=3, help="seconds of warm-up load per server")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="windows the load per server is split into, the servers taking turns (AB BA ...)",
+    )
     p.add_argument("--connections", type=int, default=16, help="wrk connections")
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers per server")
@@ -559,6 +632,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not (1 <= args.duration <= 600 and 0 <= args.warmup <= 60):
         p.error("--duration must be 1..600 and --warmup 0..60 seconds")
+    if not 1 <= args.rounds <= args.duration:
+        p.error("--rounds must be 1..duration")
     if not (1 <= args.connections <= 1000 and 1 <= args.workers <= 32 and args.wrk_threads >= 1):
         p.error("--connections must be 1..1000, --workers 1..32, --wrk-threads >= 1")
     return args
@@ -578,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     if wrk is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 3
-    budget = 240 + 2 * (args.warmup + args.duration + 10)
+    budget = 240 + 2 * (args.warmup + args.duration + 10) + 2 * 5 * args.rounds
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGTERM, _on_term)
     signal.alarm(budget)
@@ -629,12 +704,25 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine_facts(args, wrk, database_url)
         facts.append(f"CPU busy before the servers started (other processes): {busy:.0%}")
 
-        results = [
-            measure(intake, args, wrk, body_file, database_url, "consultation_request", tag, rc),
-            measure(baseline, args, wrk, body_file, database_url, "bench_baseline_request", tag),
-        ]
-        ratio = report(facts, results, args)
-        problems = [p for m in results for p in check(m, args)]
+        for server in servers:
+            warm_up(server, args, wrk, body_file, tag)
+        seconds = window_seconds(args)
+        windows: dict[str, list[Measured]] = {"intake": [], "baseline": []}
+        problems = []
+        for r, server in round_order(intake, baseline, args.rounds):
+            window_tag = f"{tag}{server.name[0]}{r}"
+            if server is intake:
+                table, counted = "consultation_request", rc
+            else:
+                table, counted = "bench_baseline_request", None
+            m = measure(
+                server, args, wrk, body_file, database_url, table, window_tag, seconds, counted
+            )
+            windows[server.name].append(m)
+            problems += [f"round {r + 1}: {p}" for p in check(m, args)]
+        results = [combine(windows["intake"]), combine(windows["baseline"])]
+        ratios = round_ratios(windows["intake"], windows["baseline"])
+        ratio = report(facts, results, ratios, args)
         if problems:
             print("\nCHECKS FAILED")
             for problem in problems:
