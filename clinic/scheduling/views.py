@@ -100,6 +100,34 @@ def _slot_days(appointment_type, start, *, exclude_appointment_id=None):
     return days, end
 
 
+def _pick_page(appointment_type, start, *, token, form, errors, rescheduling=None, code=200):
+    """The week of free times from ``start``, with links to the weeks before and after.
+
+    The form carries the shown week's first day, so a refused choice shows the same week again.
+    """
+    days, end = _slot_days(
+        appointment_type,
+        start,
+        exclude_appointment_id=rescheduling.id if rescheduling is not None else None,
+    )
+    today = http.now().astimezone(http.clinic_tz()).date()
+    earlier = max(start.date() - timedelta(days=DAYS_SHOWN), today)
+    page = render_template(
+        "scheduling/book.html",
+        zone_name=_zone_name(),
+        minutes=appointment_type.duration_minutes,
+        form=form,
+        days=days,
+        token=token,
+        shown_from=start.date().isoformat(),
+        earlier_from=earlier.isoformat() if start.date() > today else None,
+        next_from=end.date().isoformat(),
+        errors=errors,
+        rescheduling=rescheduling,
+    )
+    return page, code
+
+
 def _zone_name() -> str:
     """The clinic's time zone in words a patient knows, e.g. "New York time"."""
     return http.clinic_tz().key.rsplit("/", 1)[-1].replace("_", " ") + " time"
@@ -148,18 +176,7 @@ def book(token: str):
         flash("You already have an appointment. You can change it here.", "info")
         return redirect(url_for(".manage", token=links.manage_token(existing)))
     start = _days_from(request.args.get("from"))
-    consultation = _consultation()
-    days, end = _slot_days(consultation, start)
-    return render_template(
-        "scheduling/book.html",
-        zone_name=_zone_name(),
-        minutes=consultation.duration_minutes,
-        form=PickForm(),
-        days=days,
-        token=token,
-        next_from=end.date().isoformat(),
-        errors={},
-    )
+    return _pick_page(_consultation(), start, token=token, form=PickForm(), errors={})
 
 
 @bp.post("/book/<token>")
@@ -194,18 +211,14 @@ def book_post(token: str):
             if isinstance(exc, services.SlotUnavailable)
             else "Choose a time from the list."
         )
-        consultation = _consultation()
-        days, end = _slot_days(consultation, _days_from(None))
-        return render_template(
-            "scheduling/book.html",
-            zone_name=_zone_name(),
-            minutes=consultation.duration_minutes,
-            form=form,
-            days=days,
+        return _pick_page(
+            _consultation(),
+            _days_from(request.form.get("from")),
             token=token,
-            next_from=end.date().isoformat(),
+            form=form,
             errors={"slot": [message]},
-        ), 409 if isinstance(exc, services.SlotUnavailable) else 422
+            code=409 if isinstance(exc, services.SlotUnavailable) else 422,
+        )
     db.session.commit()
     flash("You're booked. We have also saved this page's link for you.", "success")
     return redirect(url_for(".manage", token=links.manage_token(appointment)))
@@ -289,18 +302,13 @@ def manage_reschedule(token: str):
             db.session.commit()
             flash("Your appointment has moved.", "success")
             return redirect(url_for(".manage", token=token))
-    start = _days_from(request.args.get("from"))
-    days, end = _slot_days(
-        appointment.appointment_type, start, exclude_appointment_id=appointment.id
-    )
-    return render_template(
-        "scheduling/book.html",
-        zone_name=_zone_name(),
-        minutes=appointment.appointment_type.duration_minutes,
-        form=form,
-        days=days,
+    start = _days_from(request.form.get("from") or request.args.get("from"))
+    return _pick_page(
+        appointment.appointment_type,
+        start,
         token=token,
-        next_from=end.date().isoformat(),
+        form=form,
         errors=errors,
         rescheduling=appointment,
-    ), code
+        code=code,
+    )

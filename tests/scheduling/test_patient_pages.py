@@ -85,6 +85,30 @@ def test_a_taken_time_says_so(app, client, booked, schedule, booking_token):
     assert "That time was just taken" in response.get_data(as_text=True)
 
 
+def test_a_refused_time_shows_the_same_week_again(app, client, schedule, booking_token):
+    """Old code: the page went back to the first week, and the patient paged forward again."""
+    token = booking_token(schedule["patients"][5])
+    first_week = client.get(f"/book/{token}").get_data(as_text=True)
+    assert "Earlier dates" not in first_week  # nothing before today
+    today = re.search(r'name="from" value="([0-9-]+)"', first_week).group(1)
+    later_link = re.search(r'href="\?from=([0-9-]+)">Later dates', first_week).group(1)
+    week = client.get(f"/book/{token}?from={later_link}").get_data(as_text=True)
+    assert f'name="from" value="{later_link}"' in week
+    assert re.search(rf'href="\?from={today}">Earlier dates', week)
+    shown = re.findall(r'name="slot" value="([^"]+)"', week)
+    taken = shown[3]
+    provider, _, start = taken.partition("|")
+    off_grid = f"{provider}|{start[:14]}05{start[16:]}"  # five minutes past a free time
+    response = client.post(f"/book/{token}", data={"slot": off_grid, "from": later_link})
+    assert response.status_code == 409
+    again = response.get_data(as_text=True)
+    assert "That time was just taken" in again
+    assert re.findall(r'name="slot" value="([^"]+)"', again) == shown
+    for nonsense in ("", "not-a-date", "1999-01-01", "9999-12-31"):
+        response = client.post(f"/book/{token}", data={"slot": off_grid, "from": nonsense})
+        assert response.status_code == 409  # a bad week falls back to a sane one, never a 500
+
+
 def test_manage_link_cancels_only_on_post(app, client, booked):
     client.get(booked["manage"])
     client.get(booked["manage"] + "/cancel")  # GET does nothing (405)
