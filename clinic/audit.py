@@ -7,11 +7,14 @@ from datetime import datetime
 from clinic import database
 from clinic.models import AuditEvent, StaffUser, utcnow
 
+PATIENT = "patient"  # actor_role of a change the patient made from their own link
+
 
 def record(
     action: str,
     *,
     actor: StaffUser | None = None,
+    actor_role: str | None = None,
     patient_id: int | None = None,
     resource_type: str | None = None,
     resource_id: object = None,
@@ -22,12 +25,16 @@ def record(
     now: datetime | None = None,
     dbs=None,
 ) -> AuditEvent:
-    """Add an audit event to the session (field names only, never values)."""
+    """Add an audit event to the session (field names only, never values).
+
+    ``actor_role`` names who acted when no staff user did: ``PATIENT`` for a patient's own
+    signed link (their patient_id is on the event); nothing means the system.
+    """
     client = client or {}
     event = AuditEvent(
         ts=now or utcnow(),
         actor_id=actor.id if actor else None,
-        actor_role=actor.role if actor else None,
+        actor_role=actor.role if actor else actor_role,
         action=action,
         resource_type=resource_type,
         resource_id=None if resource_id is None else str(resource_id),

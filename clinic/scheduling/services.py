@@ -452,6 +452,7 @@ def book_appointment(
     audit.record(
         "create",
         actor=actor,
+        actor_role=None if actor else audit.PATIENT,
         patient_id=patient.id,
         resource_type="appointment",
         resource_id=appointment.id,
@@ -509,7 +510,7 @@ def reschedule(
     provider = provider or appointment.provider
     if not provider.active:
         raise ValidationFailed({"provider_id": ["This provider is not taking appointments."]})
-    old = (appointment.start_at, appointment.provider_id)
+    old = (appointment.start_at, appointment.provider_id, appointment.location_id)
     location_id = _where(
         provider,
         appointment.appointment_type,
@@ -530,9 +531,10 @@ def reschedule(
         "update",
         appointment,
         actor=actor,
-        changed_fields=["start_at", "provider_id"],
-        reason=f"from {old[0].isoformat()} provider {old[1]} to "
-        f"{appointment.start_at.isoformat()} provider {provider.id}",
+        actor_role=None if actor else audit.PATIENT,
+        changed_fields=["start_at", "provider_id", "location_id"],
+        reason=f"from {old[0].isoformat()} provider {old[1]} location {old[2]} to "
+        f"{appointment.start_at.isoformat()} provider {provider.id} location {location_id}",
         client=client,
         now=now,
     )
@@ -577,6 +579,7 @@ def change_status(
         "update",
         appointment,
         actor=actor,
+        actor_role=None if actor else audit.PATIENT,
         changed_fields=["status"],
         reason=f"{old} -> {status}" + (f": {reason}" if reason else ""),
         client=client,

@@ -298,6 +298,10 @@ def manage_reschedule(token: str):
         except ValidationFailed:
             db.session.rollback()
             errors, code = {"slot": ["Choose a time from the list."]}, 422
+        except DomainError:  # it was cancelled or began while this page was open
+            db.session.rollback()
+            flash("This appointment can't be changed online. Please call us.", "error")
+            return redirect(url_for(".manage", token=token))
         else:
             db.session.commit()
             flash("Your appointment has moved.", "success")

@@ -491,9 +491,11 @@ def test_every_booking_change_is_audited_with_old_and_new_values(
         ).all()
         assert [e.action for e in events] == ["create", "update", "update"]
         assert all(e.actor_role == "front_desk" and e.patient_id for e in events)
+        location = db.session.get(Appointment, created["id"]).location_id
         assert events[1].reason == (
-            f"from 2026-11-26T14:00:00+00:00 provider {schedule['providers'][0]} to "
-            f"2026-11-26T15:00:00+00:00 provider {schedule['providers'][1]}"
+            f"from 2026-11-26T14:00:00+00:00 provider {schedule['providers'][0]} "
+            f"location {location} to "
+            f"2026-11-26T15:00:00+00:00 provider {schedule['providers'][1]} location {location}"
         )
         assert events[2].reason == "booked -> cancelled: Patient asked"
 

@@ -139,6 +139,52 @@ def test_reschedule_keeps_the_link_working(app, client, booked):
         assert appointment.sequence == 1 and appointment.status == "booked"
 
 
+def test_the_patients_own_changes_are_audited_as_the_patients(app, client, booked):
+    from clinic.models import AuditEvent
+
+    page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
+    later = next(c for c in re.findall(r'name="slot" value="([^"]+)"', page) if "T14:00" in c)
+    client.post(booked["manage"] + "/reschedule", data={"slot": later})
+    client.post(booked["manage"] + "/cancel", data={"reason": "feeling_better"})
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.resource_type == "appointment")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [e.action for e in events] == ["create", "update", "update"]
+    assert {(e.actor_id, e.actor_role, e.patient_id) for e in events} == {
+        (None, "patient", booked["patient_id"])
+    }
+    assert events[2].reason == "booked -> cancelled: Patient: I'm feeling better"
+
+
+def test_a_reschedule_of_an_appointment_cancelled_meanwhile_says_call_us(
+    app, client, booked, monkeypatch
+):
+    """Staff cancel while the patient's reschedule page is open. The service re-reads the row
+    under its lock and refuses; old code let that DomainError through as a 500."""
+    from clinic.scheduling import services
+
+    page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
+    later = next(c for c in re.findall(r'name="slot" value="([^"]+)"', page) if "T14:00" in c)
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        appointment.status = "cancelled"
+        db.session.commit()
+    # the page's own check ran before the cancel: only the service's re-check sees it
+    monkeypatch.setattr(services, "patient_may_change", lambda appointment, now: True)
+    response = client.post(booked["manage"] + "/reschedule", data={"slot": later})
+    assert response.status_code == 302 and response.location.endswith(booked["manage"])
+    monkeypatch.undo()
+    page = client.get(booked["manage"]).get_data(as_text=True)
+    assert "be changed online. Please call us" in page
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        assert appointment.status == "cancelled" and appointment.sequence == 0
+        assert appointment.start_at.isoformat().startswith("2026-11-25T13:00")
+
+
 @pytest.mark.parametrize(
     ("now", "start", "end", "expected"),
     [
