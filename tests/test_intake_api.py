@@ -77,6 +77,18 @@ def test_emergency_is_saved_without_a_booking_token(app, client):
         assert [e.resource_id for e in raised] == [str(req.id)]
 
 
+def test_a_request_made_through_the_api_is_audited_as_created_by_the_patient(app, client):
+    body = client.post(URL, json=example_values()).get_json()
+    with app.app_context():
+        [event] = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.resource_id == str(body["id"]))
+        ).all()
+    assert (event.action, event.actor_id, event.actor_role) == ("create", None, "patient")
+    assert (event.resource_type, event.patient_id) == ("consultation_request", body["patient_id"])
+    assert event.changed_fields == ["answers", "triage"]
+    assert event.reason == "intake completed (api)"
+
+
 def test_urgent_gets_a_same_day_callback(app, client):
     body = client.post(URL, json=example_values(rf_trauma="new")).get_json()
     assert body["triage"] == "urgent" and body["booking_token"]

@@ -197,6 +197,7 @@ def submit_request(
     if existing is None:
         database.insert(request)
     db.session.flush()
+    _audit_submission(request, existing is None, source, client, now)
     _audit_flags(request, newly_flagged, now)
     return request
 
@@ -221,6 +222,7 @@ def save_partial(
         existing.updated_at = now
         newly_flagged = _apply_rules(existing, rules, now, tz)
         db.session.flush()
+        _audit_submission(existing, False, source, client, now)
         _audit_flags(existing, newly_flagged, now)
         return existing
     client = client or {}
@@ -237,6 +239,7 @@ def save_partial(
     )
     newly_flagged = _apply_rules(request, rules, now, tz)
     database.insert(request)
+    _audit_submission(request, True, source, client, now)
     _audit_flags(request, newly_flagged, now)
     return request
 
@@ -244,25 +247,53 @@ def save_partial(
 def _apply_rules(
     request: ConsultationRequest, rules: RuleSet, now: datetime, tz: ZoneInfo
 ) -> set[str]:
-    """Triage and signals onto the request; returns the red flags it did not have before."""
+    """Triage and signals onto the request; returns the red flags it did not have before.
+
+    A red flag, once raised, stays: a patient who saw the emergency page and then went back
+    and changed the answer keeps the flag (with the first answer and what it became) and the
+    triage it gave, for staff to clear with the patient. Triage never drops on an update.
+    """
     result = triage(request.answers, rules)
-    newly_flagged = {f["field"] for f in result.red_flags} - {
-        f["field"] for f in (request.red_flags or [])
-    }
+    fired = {f["field"] for f in result.red_flags}
+    earlier = request.red_flags or []
+    newly_flagged = fired - {f["field"] for f in earlier}
+    withdrawn = [
+        {**flag, "changed_to": request.answers.get(flag["field"])}
+        for flag in earlier
+        if flag["field"] not in fired
+    ]
+    level = min([result.level, *(Triage(f["tier"]) for f in withdrawn)], key=TRIAGE_RANK.get)
     request.form_version = FORM_VERSION
     request.rules_version = rules.version
-    request.triage = result.level
-    request.triage_rank = TRIAGE_RANK[result.level]
-    request.red_flags = result.red_flags
+    request.triage = level
+    request.triage_rank = TRIAGE_RANK[level]
+    request.red_flags = result.red_flags + withdrawn
     request.red_flag_notes = result.notes
     today = now.astimezone(tz).date()
     request.candidacy_signals = candidacy_signals(
         request.answers, request.clinician_entries or {}, rules, today
     )
     # urgent: call back today; emergency: check the patient got emergency care
-    if result.level != Triage.ROUTINE and request.callback_due_at is None:
+    if level != Triage.ROUTINE and request.callback_due_at is None:
         request.callback_due_at = callback_due(now, tz)
     return newly_flagged
+
+
+def _audit_submission(
+    request: ConsultationRequest, new: bool, source: str, client: Mapping | None, now: datetime
+) -> None:
+    """The patient's (or their proxy's) own create or update of a request, from the form or
+    the public API: there is no staff user, so the actor is the patient."""
+    audit.record_about(
+        "create" if new else "update",
+        request,
+        actor_role=audit.PATIENT,
+        changed_fields=["answers", "triage"],
+        reason=f"intake {'completed' if request.complete else 'saved at the red-flag screen'}"
+        f" ({source})",
+        client=client,
+        now=now,
+    )
 
 
 def _audit_flags(request: ConsultationRequest, newly_flagged: set[str], now: datetime) -> None:

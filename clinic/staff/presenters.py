@@ -60,13 +60,12 @@ def red_flag_rows(request: ConsultationRequest) -> list[Answer]:
     rows = []
     for flag in request.red_flags or []:
         field = FIELDS[flag["field"]]
-        rows.append(
-            Answer(
-                flag["field"],
-                f"{flag['tier'].title()}: {field.label}",
-                field.choice_label(flag["answer"]),
-            )
-        )
+        value = field.choice_label(flag["answer"])
+        if "changed_to" in flag:  # raised, then the patient changed the answer: both stay
+            later = flag["changed_to"]
+            later = field.choice_label(later) if later is not None else "no answer"
+            value = f"{value} (the patient later changed this to: {later})"
+        rows.append(Answer(flag["field"], f"{flag['tier'].title()}: {field.label}", value))
     return rows
 
 
