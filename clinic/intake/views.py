@@ -203,6 +203,8 @@ def _depends_on_section(field, section) -> bool:
 
 
 @bp.route("/intake/emergency", methods=["GET", "POST"])
+@limiter.limit(http.public_post_limit, methods=["POST"])
+@csrf.exempt  # checked by the form below, after the rate limit has counted the POST
 def emergency():
     draft = _draft()
     form = EmergencyChoiceForm()
