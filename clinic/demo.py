@@ -191,7 +191,7 @@ def _seed_follow_up(now: datetime, tz: ZoneInfo) -> None:
     performed = now - timedelta(days=DEMO_PROCEDURE_DAYS_AGO)
     # Their intake and consultation came before the procedure: the chart's baseline.
     request.submitted_at = performed - timedelta(days=30)
-    request.status = "booked"
+    intake_services.mark_booked(request, now=performed - timedelta(days=29))
     procedure = followup.record_procedure(
         request.patient,
         provider,
@@ -281,7 +281,6 @@ def _seed_schedule(now: datetime, tz: ZoneInfo) -> int:
                 actor=None,
                 source="patient",
                 consultation_request_id=req.id,
-            )
-            req.status = "booked"
+            )  # marks the request booked, with its reason
             booked += 1
     return booked

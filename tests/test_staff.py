@@ -532,5 +532,12 @@ def test_seed_demo(app):
     assert "3 providers" in result.output and "7 staff users" in result.output
     with app.app_context():
         triages = [r.triage for r in db.session.scalars(select(ConsultationRequest))]
+        booked = db.session.scalars(
+            select(ConsultationRequest).where(ConsultationRequest.status == "booked")
+        ).all()
+        # a booked request got there by a recorded change with its reason, as in real use
+        assert booked and all(
+            r.status_changes and r.status_changes[-1].to_status == "booked" for r in booked
+        )
     assert {"emergency", "urgent", "routine"} <= set(triages)
     assert "not seeding" in runner.invoke(args=["seed-demo", "--if-empty"]).output
