@@ -201,6 +201,7 @@ def with_checkins(app, patient_id, provider_id):
                     scoring_version="t",
                     scores=scores,
                     responders={"nprs_back": True, "odi": None},
+                    answers={"wound_clean_dry": "no"} if code == "FU-D1" else {},
                 )
             )
         db.session.commit()
@@ -221,6 +222,7 @@ def test_chart_renders_server_side(app, client, login, with_checkins):
     assert "Baseline (intake)" in text and "2 (\u22124)" in text and "45 (+40)" in text
     assert "Day 1 check-in" in text and "6 weeks" in text
     assert "nprs back" in text  # responder on back pain
+    assert "<strong>Not clean and dry</strong>" in text  # the day-1 wound answer
     [event] = audit_events(app, action="view", resource_type="followup")
     assert event.patient_id == with_checkins
 

@@ -33,6 +33,7 @@ LOCKED_TASK = "checkin_locked"
 TIMEPOINT = "timepoint"
 OPEN_STATUSES = (TimepointStatus.SCHEDULED, TimepointStatus.SENT, TimepointStatus.MISSED)
 RED_FLAG_TASK_TITLE = "Check-in red flag: call the patient now"
+WOUND_TASK_TITLE = "Check-in wound answer: a nurse calls the patient"
 
 
 class CheckInLocked(DomainError):
@@ -347,6 +348,10 @@ def submit_checkin(
     timepoint.completed_at = now
     notifications.cancel_open(TIMEPOINT, timepoint.id, now=now, reason="check-in answered")
     db.session.flush()
+    if any(clean.get(field) in answers for field, answers in rules.wound_review.items()):
+        followup.add_task(
+            timepoint.patient_id, "wound_review", WOUND_TASK_TITLE, cause=row, due_at=now, now=now
+        )
     audit.record_about(
         "update",
         row,

@@ -33,6 +33,7 @@ class Outcomes:
     minutes: Mapping[str, Any]
     global_change: Mapping[str, Any]
     screen: Mapping[str, Any]
+    wound_review: Mapping[str, Any]  # {field: [answers that open a nurse task]}
 
 
 @lru_cache(maxsize=4)
@@ -46,6 +47,7 @@ def load_outcomes(path: str = "") -> Outcomes:
         minutes=data["minutes"],
         global_change=data["global_change"],
         screen=data["screen"],
+        wound_review=data.get("wound_review", {}).get("answers", {}),
     )
 
 

@@ -557,6 +557,22 @@ def test_wound_question_is_asked_and_required_at_day_1(app, client, link):
     )
     [row] = rows(app, CheckIn)
     assert row.answers["wound_clean_dry"] == "yes" and row.answers["wound_bleeding"] == "no"
+    assert rows(app, StaffTask, StaffTask.kind == "wound_review") == []
+
+
+@pytest.mark.parametrize("point", ["FU-D1", "FU-D10"])
+def test_a_wound_that_is_not_clean_and_dry_opens_a_nurse_task(app, client, link, point):
+    """Old code stored the answer and told no one: it is not a red flag (the screen's bleeding,
+    drainage and redness items are), but a nurse should call."""
+    url = link["url"][point]
+    screened(client, url, wound=True)
+    response = client.post(f"{url}/answers", data={**ANSWERS, "wound_clean_dry": "no"})
+    assert response.status_code == 302
+    [row] = rows(app, CheckIn)
+    [task] = rows(app, StaffTask, StaffTask.kind == "wound_review")
+    assert (task.cause_type, task.cause_id, task.patient_id) == ("checkin", row.id, row.patient_id)
+    assert task.title == service.WOUND_TASK_TITLE and task.due_at == FIXED_NOW
+    assert rows(app, AutomationPause) == []  # not a red flag: the follow-up goes on
 
 
 # -- the ODI, only from a licensed pack -----------------------------------------------------------
