@@ -206,6 +206,10 @@ def provider_schedules(provider: Provider, start: datetime, end: datetime):
     exceptions = db.session.scalars(
         _exceptions_query(), {"provider_id": provider.id, "first": first, "last": last}
     ).all()
+    usual = _usual_location(dict(by_location))  # weekly places only
+    for ex in exceptions:  # a day's hours at a place they don't usually work count there
+        if ex.start_time and ex.end_time and ex.location_id is not None:
+            by_location.setdefault(ex.location_id, [])
     closures = db.session.scalars(
         _closures_query(), {"location_ids": list(by_location), "first": first, "last": last}
     ).all()
@@ -213,14 +217,31 @@ def provider_schedules(provider: Provider, start: datetime, end: datetime):
     for location_id, windows in by_location.items():
         overrides: dict[date, list[tuple[time, time]]] = {}
         for ex in exceptions:
+            # the exception replaces the day everywhere; its hours are at one place
             day_windows = overrides.setdefault(ex.day, [])
-            if ex.start_time and ex.end_time and ex.location_id in (None, location_id):
+            where = ex.location_id if ex.location_id is not None else usual(ex.day)
+            if ex.start_time and ex.end_time and where == location_id:
                 day_windows.append((ex.start_time, ex.end_time))
         for closure in closures:
             if closure.location_id == location_id:
                 overrides[closure.day] = []
         out[location_id] = (windows, overrides)
     return out
+
+
+def _usual_location(by_location: dict[int, list[av.Window]]):
+    """Where a date exception without a location puts its hours: the place the provider
+    works on that weekday (the first by id if several), else their first place."""
+
+    def usual(day: date) -> int:
+        that_day = [
+            loc
+            for loc, windows in by_location.items()
+            if any(w.weekday == day.weekday() for w in windows)
+        ]
+        return min(that_day or by_location)
+
+    return usual
 
 
 def search_slots(
