@@ -328,6 +328,37 @@ def test_32_simultaneous_bookings_of_one_slot(app, schedule, booking_token):
     assert len(_active(app, provider)) == 1
 
 
+@pytest.mark.parametrize("cap", [8, None], ids=["capped-type", "uncapped-type"])
+def test_the_database_alone_refuses_31_of_32_simultaneous_bookings(
+    app, schedule, booking_token, monkeypatch, cap
+):
+    """The app's own overlap check made blind: every request thinks the slot is free, so
+    only the exclusion constraint (23P01, or 40P01 on a deadlock) stands between them.
+    Uncapped, they race to the insert together; capped, the per-type lock lines them up and
+    each insert after the first hits the constraint."""
+    from clinic.scheduling import services
+    from clinic.scheduling.models import AppointmentType
+
+    with app.app_context():
+        kind = db.session.scalars(select(AppointmentType).filter_by(code="consultation")).one()
+        kind.daily_cap = cap
+        db.session.commit()
+    monkeypatch.setattr(services, "_busy", lambda *args, **kwargs: [])
+    provider = schedule["providers"][0]
+    bodies = [
+        {
+            "booking_token": booking_token(schedule["patients"][i]),
+            "appointment_type": "consultation",
+            "provider_id": provider,
+            "start": "2026-11-25T10:00:00-05:00",
+        }
+        for i in range(32)
+    ]
+    codes = _race(app, bodies)
+    assert sorted(codes) == [201] + [409] * 31
+    assert len(_active(app, provider)) == 1
+
+
 @pytest.mark.parametrize("who", ["patients", "staff"])
 def test_simultaneous_bookings_at_different_times_keep_the_daily_cap(
     app, client, schedule, booking_token, staff_token, who
