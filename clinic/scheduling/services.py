@@ -318,7 +318,10 @@ def _offered(appointment_type, provider, start, now, exclude_id=None) -> FoundSl
 def staff_location(provider: Provider, start: datetime, end: datetime) -> int | None:
     """The location where the provider works over [start, end), ignoring notice and grid."""
     for location_id, (windows, overrides) in provider_schedules(provider, start, end).items():
-        tz = ZoneInfo(db.session.get(Location, location_id).timezone)
+        location = db.session.get(Location, location_id)
+        if not location.active:  # as in search_slots: a closed-down place takes no bookings
+            continue
+        tz = ZoneInfo(location.timezone)
         day = start.astimezone(tz).date()
         for interval in av.working_intervals(day, tz, windows, overrides):
             if interval.start <= start and end <= interval.end:
@@ -415,6 +418,7 @@ def _where(
         # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
         # but not over time off (the database guard covers appointments only) nor past the
         # type's per-day cap.
+        start = start.astimezone(UTC)  # elapsed time: a zone's wall clock skips on DST nights
         end = start + timedelta(minutes=appointment_type.duration_minutes)
         rules = rules_for(appointment_type)
         span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)

@@ -557,6 +557,24 @@ def test_staff_cannot_book_over_time_off(app, client, schedule, staff_token):
     assert after.status_code == 201
 
 
+def test_staff_cannot_book_at_a_closed_down_location(app, client, schedule, staff_token):
+    """The slot search skips an inactive location; staff booking off the grid did not."""
+    from clinic.scheduling.models import Location
+
+    with app.app_context():
+        db.session.get(Location, schedule["location"]).active = False
+        db.session.commit()
+    body = {
+        "patient_id": schedule["patients"][0],
+        "appointment_type": "phone_check_in",
+        "provider_id": schedule["providers"][0],
+        "start": "2026-11-26T10:00:00-05:00",
+    }
+    response = client.post(BOOK, headers=staff_token("nurse"), json=body)
+    assert response.status_code == 409
+    assert _active(app, schedule["providers"][0]) == []
+
+
 def test_idempotency_keys_are_per_caller(app, client, schedule, staff_token):
     headers = staff_token("front_desk")
     created = client.post(
