@@ -312,9 +312,8 @@ def _active(app, provider_id):
         ).all()
 
 
-def test_32_simultaneous_bookings_of_one_slot(app, schedule, booking_token):
-    provider = schedule["providers"][0]
-    bodies = [
+def _one_slot_for_32_patients(schedule, booking_token, provider) -> list[dict]:
+    return [
         {
             "booking_token": booking_token(schedule["patients"][i]),
             "appointment_type": "consultation",
@@ -323,6 +322,11 @@ def test_32_simultaneous_bookings_of_one_slot(app, schedule, booking_token):
         }
         for i in range(32)
     ]
+
+
+def test_32_simultaneous_bookings_of_one_slot(app, schedule, booking_token):
+    provider = schedule["providers"][0]
+    bodies = _one_slot_for_32_patients(schedule, booking_token, provider)
     codes = _race(app, bodies)
     assert sorted(codes) == [201] + [409] * 31
     assert len(_active(app, provider)) == 1
@@ -345,15 +349,7 @@ def test_the_database_alone_refuses_31_of_32_simultaneous_bookings(
         db.session.commit()
     monkeypatch.setattr(services, "_busy", lambda *args, **kwargs: [])
     provider = schedule["providers"][0]
-    bodies = [
-        {
-            "booking_token": booking_token(schedule["patients"][i]),
-            "appointment_type": "consultation",
-            "provider_id": provider,
-            "start": "2026-11-25T10:00:00-05:00",
-        }
-        for i in range(32)
-    ]
+    bodies = _one_slot_for_32_patients(schedule, booking_token, provider)
     codes = _race(app, bodies)
     assert sorted(codes) == [201] + [409] * 31
     assert len(_active(app, provider)) == 1
