@@ -289,7 +289,7 @@ def _audit_submission(
         request,
         actor_role=audit.PATIENT,
         changed_fields=["answers", "triage"],
-        reason=f"intake {'completed' if request.complete else 'saved at the red-flag screen'}"
+        reason=f"intake {'completed' if request.complete else 'saved at a red-flag answer'}"
         f" ({source})",
         client=client,
         now=now,
