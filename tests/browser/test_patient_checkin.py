@@ -255,7 +255,14 @@ def test_patient_answers_the_day_1_checkin_on_a_phone_and_the_nurse_sees_it(
     )
     answered = nurse.get_by_role("table", name="Check-ins answered, oldest first")
     expect(answered.locator("tbody tr td")).to_have_text(
-        ["Nov 24, 2026 10:00 AM", "Day 1 check-in", "Routine", "None", "nprs back, walk minutes"]
+        [
+            "Nov 24, 2026 10:00 AM",
+            "Day 1 check-in",
+            "Routine",
+            "None",
+            "Clean and dry",
+            "nprs back, walk minutes",
+        ]
     )
     pain_chart = nurse.locator("figure.outcome-chart").filter(has_text="Leg pain (baseline 7)")
     expect(pain_chart.locator(".point title")).to_contain_text(
@@ -349,6 +356,7 @@ def test_a_red_flag_shows_what_to_do_now_and_pauses_automation(
             "Day 1 check-in",
             triage.capitalize(),
             f"{shown} ({flag['answer']})",
+            "-",  # the wound question comes after the screen: not asked
             "-",
         ]
     )
