@@ -62,6 +62,17 @@ def build_schedule() -> dict:
     }
 
 
+def appointment_audit_events() -> list:
+    """The audit events about appointments, oldest first (call inside an app context)."""
+    from sqlalchemy import select
+
+    from clinic.models import AuditEvent
+
+    return db.session.scalars(
+        select(AuditEvent).where(AuditEvent.resource_type == "appointment").order_by(AuditEvent.id)
+    ).all()
+
+
 @pytest.fixture
 def schedule(app):
     with app.app_context():

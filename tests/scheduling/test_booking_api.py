@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment, AppointmentStatus
+from tests.scheduling.conftest import appointment_audit_events
 
 NY = ZoneInfo("America/New_York")
 SLOTS = "/api/v1/slots"
@@ -490,7 +491,6 @@ def test_postgres_constraint_refuses_an_overlap_written_behind_the_app(
 def test_every_booking_change_is_audited_with_old_and_new_values(
     app, client, schedule, staff_token
 ):
-    from clinic.models import AuditEvent
 
     headers = staff_token("front_desk")
     created = client.post(
@@ -511,11 +511,7 @@ def test_every_booking_change_is_audited_with_old_and_new_values(
     )
     client.post(f"{url}/cancel", headers=headers, json={"reason": "Patient asked"})
     with app.app_context():
-        events = db.session.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.resource_type == "appointment")
-            .order_by(AuditEvent.id)
-        ).all()
+        events = appointment_audit_events()
         assert [e.action for e in events] == ["create", "update", "update"]
         assert all(e.actor_role == "front_desk" and e.patient_id for e in events)
         location = db.session.get(Appointment, created["id"]).location_id

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from clinic.extensions import db
 from clinic.intake.models import ConsultationRequest
 from clinic.scheduling.models import Appointment
+from tests.scheduling.conftest import appointment_audit_events
 
 
 def first_choice(page: str) -> str:
@@ -140,18 +141,13 @@ def test_reschedule_keeps_the_link_working(app, client, booked):
 
 
 def test_the_patients_own_changes_are_audited_as_the_patients(app, client, booked):
-    from clinic.models import AuditEvent
 
     page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
     later = next(c for c in re.findall(r'name="slot" value="([^"]+)"', page) if "T14:00" in c)
     client.post(booked["manage"] + "/reschedule", data={"slot": later})
     client.post(booked["manage"] + "/cancel", data={"reason": "feeling_better"})
     with app.app_context():
-        events = db.session.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.resource_type == "appointment")
-            .order_by(AuditEvent.id)
-        ).all()
+        events = appointment_audit_events()
     assert [e.action for e in events] == ["create", "update", "update"]
     assert {(e.actor_id, e.actor_role, e.patient_id) for e in events} == {
         (None, "patient", booked["patient_id"])
