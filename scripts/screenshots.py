@@ -211,6 +211,7 @@ def take_screenshots(browser, base_url: str, out: Path, links: dict) -> list[Pat
     page.get_by_text("A red-flag alert exists").wait_for()
     shot(page, "06-request-front-desk")
     page.goto("/staff/calendar/week")
+    page.get_by_text("Move or cancel").first.click()  # one appointment's Move and Cancel forms
     shot(page, "08-calendar-week")
     page.goto("/staff/calendar/day")
     shot(page, "09-calendar-day", full_page=False)

@@ -11,7 +11,7 @@ no time, so their rows stay bookable.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from flask import flash, redirect, render_template, request, url_for
@@ -43,12 +43,11 @@ from clinic.staff.calendar_grid import (
     _day_grid,
     _load,
     _local_input,
-    _locations,
     _midnight,
     _providers_for,
     _requested_day,
+    _week_cells,
     _when,
-    _working,
     parse_local,
 )
 from clinic.staff.roles import require
@@ -87,16 +86,7 @@ def calendar_week():
     start, end = _midnight(monday, tz), _midnight(monday + timedelta(days=7), tz)
     appointments = _appointments(start, end)
     providers = _providers_for(appointments)
-    locations = _locations()
-    cells: dict[tuple[date, int], list[Appointment]] = {
-        (d, p.id): [] for d in days for p in providers
-    }
-    for a in appointments:
-        cells[(a.start_at.astimezone(tz).date(), a.provider_id)].append(a)
-    works = set()
-    for p in providers:
-        for interval in _working(p, start, end, locations):
-            works.add((interval.start.astimezone(tz).date(), p.id))
+    cells, works, book = _week_cells(days, providers, appointments, tz, http.now())
     _audit_view(f"calendar week {monday.isoformat()}")
     db.session.commit()
     return render_template(
@@ -107,6 +97,7 @@ def calendar_week():
         providers=providers,
         cells=cells,
         works=works,
+        book=book,
         one_week=timedelta(days=7),
         **_calendar_context(tz),
     )
@@ -127,7 +118,6 @@ def today():
         mode="today",
         day=day,
         appointments=rows,
-        transitions=TRANSITIONS,
         desk_statuses=DESK_STATUSES,
         **_calendar_context(tz),
     )
@@ -159,7 +149,7 @@ def _render_new(values: dict, errors: dict, code: int = 200, conflict: str | Non
     ), code
 
 
-NEW_FIELDS = ("patient_id", "appointment_type", "provider_id", "start")
+NEW_FIELDS = ("patient_id", "appointment_type", "provider_id", "start", "return_to")
 
 
 @bp.route("/calendar/new", methods=["GET", "POST"])
@@ -170,6 +160,7 @@ def calendar_new():
     if request.method == "GET":
         values = {k: request.args.get(k, "") for k in NEW_FIELDS}
         values["start"] = _local_input(values["start"], tz)
+        values["return_to"] = _return_to(values["return_to"])
         # The form lists every patient by name and birth date: an access like any other.
         audit.record(
             "search",
@@ -225,15 +216,26 @@ def calendar_new():
         f"with {provider.name}.",
         "success",
     )
-    return _to_day(appointment, tz)
+    return _to_view(appointment, tz, values["return_to"])
 
 
 # -- one appointment: details, move, cancel, status ---------------------------------------------
 
 
-def _to_day(appointment: Appointment, tz: ZoneInfo):
+RETURN_TO = ("day", "week", "today")  # the views whose forms come back to them
+
+
+def _return_to(raw: str | None) -> str:
+    return raw if raw in RETURN_TO else "day"
+
+
+def _to_view(appointment: Appointment, tz: ZoneInfo, view: str | None = None):
+    """Back to the view the form was sent from, on the appointment's (new) day."""
+    view = _return_to(view if view is not None else request.form.get("return_to"))
+    if view == "today":
+        return redirect(url_for(".today"))
     day = appointment.start_at.astimezone(tz).date().isoformat()
-    return redirect(url_for(".calendar_day", date=day))
+    return redirect(url_for(f".calendar_{view}", date=day))
 
 
 def _render_detail(
@@ -254,6 +256,7 @@ def _render_detail(
         "start": _local_input(appointment.start_at, tz),
         "provider_id": str(appointment.provider_id),
         "reason": "",
+        "return_to": _return_to(request.form.get("return_to")),
         **(values or {}),
     }
     return render_template(
@@ -336,7 +339,7 @@ def appointment_move(appointment_id: int):
         f"with {appointment.provider.name}.",
         "success",
     )
-    return _to_day(appointment, tz)
+    return _to_view(appointment, tz)
 
 
 @bp.post("/appointments/<int:appointment_id>/cancel")
@@ -359,7 +362,7 @@ def appointment_cancel(appointment_id: int):
     if refused:
         return refused
     flash(f"Appointment #{appointment.id} cancelled.", "success")
-    return _to_day(appointment, http.clinic_tz())
+    return _to_view(appointment, http.clinic_tz())
 
 
 @bp.post("/appointments/<int:appointment_id>/status")
@@ -383,6 +386,4 @@ def appointment_status(appointment_id: int):
     if refused:
         return refused
     flash(f"Appointment #{appointment.id}: {STATUS_LABELS[status].lower()}.", "success")
-    if request.form.get("return_to") == "today":
-        return redirect(url_for(".today"))
-    return _to_day(appointment, http.clinic_tz())
+    return _to_view(appointment, http.clinic_tz())

@@ -19,6 +19,7 @@ from clinic.scheduling import availability as av
 from clinic.scheduling import services
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
+    TRANSITIONS,
     Appointment,
     AppointmentStatus,
     Location,
@@ -279,11 +280,68 @@ def _day_grid(day: date, tz: ZoneInfo, now: datetime):
     return providers, rows, clocks_change
 
 
+# -- the week grid ------------------------------------------------------------------------------
+
+
+def _ceil_quarter(moment: datetime) -> datetime:
+    floor = moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+    return floor if floor == moment else floor + STEP
+
+
+def _first_free(
+    working: list[av.Interval], busy: list[tuple[datetime, datetime]], not_before: datetime
+) -> datetime | None:
+    """The first quarter hour in working time, from not_before on, clear of every busy span.
+
+    The week grid's Book link starts the form there; the service still checks the whole visit.
+    """
+    earliest = _ceil_quarter(not_before)
+    for interval in working:
+        moment = max(interval.start, earliest)
+        while moment + STEP <= interval.end:
+            clash = [s_end for s_start, s_end in busy if s_start < moment + STEP and moment < s_end]
+            if not clash:
+                return moment
+            moment = _ceil_quarter(max(clash))
+    return None
+
+
+def _week_cells(days: list[date], providers, appointments, tz: ZoneInfo, now: datetime):
+    """Per (day, provider): the appointments, whether they work, and where a booking could go."""
+    start, end = _midnight(days[0], tz), _midnight(days[-1] + timedelta(days=1), tz)
+    locations = _locations()
+    time_off = _time_off([p.id for p in providers], start, end)
+    cells: dict[tuple[date, int], list[Appointment]] = {
+        (d, p.id): [] for d in days for p in providers
+    }
+    busy: dict[int, list[tuple[datetime, datetime]]] = {
+        p.id: [(iv.start, iv.end) for iv in time_off[p.id]] for p in providers
+    }
+    for a in appointments:
+        cells[(a.start_at.astimezone(tz).date(), a.provider_id)].append(a)
+        if a.status in ACTIVE_STATUSES:
+            busy[a.provider_id].append((a.occupied_start, a.occupied_end))
+    works: set[tuple[date, int]] = set()
+    book: dict[tuple[date, int], datetime] = {}  # clinic-local
+    for p in providers:
+        by_day: dict[date, list[av.Interval]] = {}
+        for interval in _working(p, start, end, locations):
+            by_day.setdefault(interval.start.astimezone(tz).date(), []).append(interval)
+        for day, intervals in by_day.items():
+            works.add((day, p.id))
+            first = _first_free(intervals, busy[p.id], now) if p.active else None
+            if first is not None:
+                book[(day, p.id)] = first.astimezone(tz)
+    return cells, works, book
+
+
 def _calendar_context(tz: ZoneInfo) -> dict:
     return {
         "tz": tz,
         "labels": STATUS_LABELS,
         "inactive": INACTIVE,
+        "movable": MOVABLE,
+        "transitions": TRANSITIONS,
         "can_manage": can(current_user, "appointments.manage"),
         "today": http.now().astimezone(tz).date(),
     }

@@ -1,5 +1,6 @@
-"""In a real browser: the front desk opens the week, opens an appointment, moves it with the
-Move form, and the week shows it at the new time. Keyboard-reachable controls only."""
+"""In a real browser: the front desk moves an appointment from the week view itself (its
+Move-or-cancel disclosure, with the keyboard), sees it at the new time, then cancels it there.
+Keyboard-reachable controls only, and no script the page's CSP refuses."""
 
 from __future__ import annotations
 
@@ -55,38 +56,55 @@ def test_front_desk_moves_an_appointment_from_the_week_view(app, live_server, pa
         "11:00 AM Pat0 Test New-patient consultation Booked"
     )
 
-    # Open it from the keyboard: focus the link, press Enter.
-    link = tuesday.get_by_role("link", name=re.compile("Pat0 Test"))
-    link.focus()
+    # Open its Move-or-cancel disclosure from the keyboard, right there in the week.
+    summary = tuesday.get_by_text("Move or cancel")
+    summary.focus()
     page.keyboard.press("Enter")
-    expect(page).to_have_url(re.compile(rf"/staff/appointments/{appointment_id}$"))
-    expect(page.get_by_role("heading", level=1)).to_have_text(f"Appointment #{appointment_id}")
-    expect(page.get_by_text("Tuesday, November 24, 2026 11:00 AM")).to_be_visible()
-
+    new_time = tuesday.get_by_label("New date and time")
+    expect(new_time).to_be_visible()
+    expect(new_time).to_have_value("2026-11-24T11:00")
     # Move it to Wednesday 2:30 PM with Dr. Brennan (the form posts with its CSRF token).
-    page.get_by_label("New date and time").fill("2026-11-25T14:30")
-    page.get_by_label("Provider").select_option(label="Dr. Thomas Brennan, MD")
-    page.get_by_role("button", name="Move", exact=True).click()
-    expect(page).to_have_url(re.compile(r"/staff/calendar/day\?date=2026-11-25$"))
+    new_time.fill("2026-11-25T14:30")
+    tuesday.get_by_label("Provider").select_option(label="Dr. Thomas Brennan")
+    tuesday.get_by_label("Provider").focus()
+    page.keyboard.press("Tab")
+    expect(tuesday.get_by_role("button", name=re.compile("^Move"))).to_be_focused()
+    page.keyboard.press("Enter")
+
+    # Back on the week: the appointment sits on Wednesday at the new time, in Brennan's column.
+    expect(page).to_have_url(re.compile(r"/staff/calendar/week\?date=2026-11-25$"))
     expect(page.get_by_role("status")).to_have_text(
         f"Appointment #{appointment_id} moved to Wed Nov 25, 2026 2:30 PM EST "
         "with Dr. Thomas Brennan."
     )
-    day = page.get_by_role("table")
-    half_past_two = day.get_by_role("row").filter(
-        has=page.get_by_role("rowheader", name="2:30 PM", exact=True)
-    )
-    expect(half_past_two.get_by_role("cell").nth(1)).to_contain_text("Pat0 Test")
-
-    # Back to the week: the appointment sits on Wednesday at the new time, in Dr. Brennan's column.
-    page.get_by_role("link", name="Week", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Week of Monday, November 23, 2026")
     week = page.get_by_role("table")
     tuesday = week.get_by_role("row").filter(has=page.get_by_role("rowheader", name="Tue Nov 24"))
     wednesday = week.get_by_role("row").filter(has=page.get_by_role("rowheader", name="Wed Nov 25"))
     expect(tuesday).not_to_contain_text("Pat0 Test")
     expect(wednesday.get_by_role("cell").nth(0)).not_to_contain_text("Pat0 Test")
-    expect(wednesday.get_by_role("cell").nth(1)).to_contain_text(
-        "2:30 PM Pat0 Test New-patient consultation Booked"
+    brennan = wednesday.get_by_role("cell").nth(1)
+    expect(brennan).to_contain_text("2:30 PM Pat0 Test New-patient consultation Booked")
+
+    # Cancel it from the same cell, with a reason.
+    brennan.get_by_text("Move or cancel").click()
+    brennan.get_by_label("Reason for cancelling").fill("Patient called to cancel")
+    brennan.get_by_role("button", name=re.compile("^Cancel appointment")).click()
+    expect(page).to_have_url(re.compile(r"/staff/calendar/week\?date=2026-11-25$"))
+    expect(page.get_by_role("status")).to_have_text(f"Appointment #{appointment_id} cancelled.")
+    brennan = (
+        page.get_by_role("table")
+        .get_by_role("row")
+        .filter(has=page.get_by_role("rowheader", name="Wed Nov 25"))
+        .get_by_role("cell")
+        .nth(1)
     )
+    expect(brennan).to_contain_text("2:30 PM Pat0 Test New-patient consultation Cancelled")
+    expect(brennan.get_by_text("Move or cancel")).to_have_count(0)
+
+    # The appointment's own page still opens from the week (focus the link, press Enter).
+    brennan.get_by_role("link", name=re.compile("Pat0 Test")).focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(rf"/staff/appointments/{appointment_id}$"))
+    expect(page.get_by_text("Patient called to cancel")).to_be_visible()
     assert problems == []  # no CSP refusals or script errors

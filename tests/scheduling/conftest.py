@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from clinic.extensions import db
+from clinic.models import Patient, StaffUser
+from clinic.scheduling import services
+from clinic.scheduling.models import Appointment, AppointmentType, Provider
+
+NY = ZoneInfo("America/New_York")
 
 
 def build_schedule() -> dict:
@@ -77,6 +83,41 @@ def appointment_audit_events() -> list:
 def schedule(app):
     with app.app_context():
         return build_schedule()
+
+
+@pytest.fixture
+def book(app, schedule, make_staff):
+    """Book through the service as a staff member (no notice, any working time)."""
+    staff_id = make_staff("physician", "scheduler@clinic.test")
+
+    def do(start: datetime, *, provider=0, patient=0, code="consultation", status=None) -> int:
+        with app.app_context():
+            appointment = services.book_appointment(
+                db.session.get(Patient, schedule["patients"][patient]),
+                db.session.get(AppointmentType, schedule["types"][code]),
+                db.session.get(Provider, schedule["providers"][provider]),
+                start,
+                now=datetime(2026, 11, 24, 15, tzinfo=UTC),
+                actor=db.session.get(StaffUser, staff_id),
+                source="staff",
+            )
+            if status:
+                appointment.status = status
+            db.session.commit()
+            return appointment.id
+
+    return do
+
+
+def get_appointment(app, appointment_id: int) -> Appointment:
+    with app.app_context():
+        appointment = db.session.get(Appointment, appointment_id)
+        db.session.expunge(appointment)
+        return appointment
+
+
+def ny(*args) -> datetime:
+    return datetime(*args, tzinfo=NY)
 
 
 @pytest.fixture

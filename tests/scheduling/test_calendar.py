@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 import clinic.staff.calendar  # noqa: F401  (registers the calendar routes on the staff blueprint)
 from clinic.extensions import db
-from clinic.models import AuditEvent, Patient, StaffUser
-from clinic.scheduling import services
-from clinic.scheduling.models import Appointment, AppointmentType, Provider
+from clinic.models import AuditEvent, StaffUser
+from clinic.scheduling.models import Appointment, AppointmentType
+from tests.scheduling.conftest import get_appointment, ny
 
 NY = ZoneInfo("America/New_York")
 PATEL, BRENNAN = "Dr. Anika Patel, MD", "Dr. Thomas Brennan, MD"
@@ -90,41 +90,6 @@ def row_by_label(rows, label: str) -> list[dict]:
     found = [row for row in rows if row[0]["text"] == label]
     assert len(found) == 1, (label, [row[0]["text"] for row in rows])
     return found[0]
-
-
-@pytest.fixture
-def book(app, schedule, make_staff):
-    """Book through the service as a staff member (no notice, any working time)."""
-    staff_id = make_staff("physician", "scheduler@clinic.test")
-
-    def do(start: datetime, *, provider=0, patient=0, code="consultation", status=None) -> int:
-        with app.app_context():
-            appointment = services.book_appointment(
-                db.session.get(Patient, schedule["patients"][patient]),
-                db.session.get(AppointmentType, schedule["types"][code]),
-                db.session.get(Provider, schedule["providers"][provider]),
-                start,
-                now=datetime(2026, 11, 24, 15, tzinfo=UTC),
-                actor=db.session.get(StaffUser, staff_id),
-                source="staff",
-            )
-            if status:
-                appointment.status = status
-            db.session.commit()
-            return appointment.id
-
-    return do
-
-
-def get_appointment(app, appointment_id: int) -> Appointment:
-    with app.app_context():
-        appointment = db.session.get(Appointment, appointment_id)
-        db.session.expunge(appointment)
-        return appointment
-
-
-def ny(*args) -> datetime:
-    return datetime(*args, tzinfo=NY)
 
 
 # -- the day grid -------------------------------------------------------------------------------
