@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from clinic import audit
 from clinic.errors import ValidationFailed
@@ -14,6 +14,8 @@ from clinic.extensions import db
 from clinic.limits import sane_moment
 from clinic.models import StaffUser
 from clinic.scheduling.models import (
+    ACTIVE_STATUSES,
+    Appointment,
     AppointmentType,
     ClinicClosure,
     Location,
@@ -46,14 +48,29 @@ def _log(actor: StaffUser, resource_type: str, resource_id, fields: list[str], n
     )
 
 
-def add_location(values: dict, *, actor: StaffUser, now: datetime) -> Location:
-    """A new clinic location (address, phone, time zone)."""
+def _check_zone(name: str | None) -> None:
     try:
-        ZoneInfo(values.get("timezone") or "")
+        ZoneInfo(name or "")
     except (ZoneInfoNotFoundError, ValueError):
         raise ValidationFailed(
             {"timezone": ["Use a time zone name like America/New_York."]}
         ) from None
+
+
+def _update(row, resource_type: str, values: dict, *, actor: StaffUser, now: datetime) -> list:
+    """Set the values that differ and log their names; the changed names, sorted."""
+    changed = sorted(name for name, value in values.items() if getattr(row, name) != value)
+    for name in changed:
+        setattr(row, name, values[name])
+    db.session.flush()
+    if changed:
+        _log(actor, resource_type, row.id, changed, now)
+    return changed
+
+
+def add_location(values: dict, *, actor: StaffUser, now: datetime) -> Location:
+    """A new clinic location (address, phone, time zone)."""
+    _check_zone(values.get("timezone"))
     location = Location(**values)
     db.session.add(location)
     db.session.flush()
@@ -67,6 +84,37 @@ def add_provider(name: str, title: str, *, actor: StaffUser, now: datetime) -> P
     db.session.flush()
     _log(actor, "provider", provider.id, ["name", "title"], now)
     return provider
+
+
+def update_location(
+    location: Location, values: dict, *, actor: StaffUser, now: datetime
+) -> list[str]:
+    """Change a location's details; ``active`` False stops new bookings there (existing
+    appointments stay: staff move or cancel them)."""
+    _check_zone(values.get("timezone", location.timezone))
+    return _update(location, "location", values, actor=actor, now=now)
+
+
+def update_provider(
+    provider: Provider, values: dict, *, actor: StaffUser, now: datetime
+) -> list[str]:
+    """Change a provider's name or title; ``active`` False stops new bookings with them."""
+    values = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
+    if "name" in values and not values["name"]:
+        raise ValidationFailed({"name": ["Enter the provider's name."]})
+    return _update(provider, "provider", values, actor=actor, now=now)
+
+
+def future_appointments(now: datetime, *, provider=None, location=None) -> int:
+    """How many appointments still hold time from now on with this provider or place."""
+    query = select(func.count(Appointment.id)).where(
+        Appointment.status.in_(ACTIVE_STATUSES), Appointment.end_at > now
+    )
+    if provider is not None:
+        query = query.where(Appointment.provider_id == provider.id)
+    if location is not None:
+        query = query.where(Appointment.location_id == location.id)
+    return db.session.scalar(query) or 0
 
 
 def _check_times(start: time, end: time) -> None:
@@ -98,8 +146,18 @@ def add_hours(
     return row
 
 
-def remove_hours(row: ProviderHours, *, actor: StaffUser, now: datetime) -> None:
-    _log(actor, "provider_hours", row.id, ["deleted"], now)
+REMOVABLE = {  # what staff may delete outright, by the audit log's name for it
+    "provider_hours": ProviderHours,
+    "schedule_exception": ScheduleException,
+    "time_off": TimeOff,
+    "clinic_closure": ClinicClosure,
+}
+
+
+def remove(row, *, actor: StaffUser, now: datetime) -> None:
+    """Delete weekly hours, a date exception, time off or a closure (logged first)."""
+    resource_type = next(name for name, model in REMOVABLE.items() if isinstance(row, model))
+    _log(actor, resource_type, row.id, ["deleted"], now)
     db.session.delete(row)
     db.session.flush()
 
@@ -186,9 +244,8 @@ def update_type(
             errors[field] = [f"Enter a number from {lo} to {hi}."]
     if errors:
         raise ValidationFailed(errors)
-    changed = [f for f, v in values.items() if getattr(appointment_type, f) != v]
-    for field, value in values.items():
-        setattr(appointment_type, field, value)
-    db.session.flush()
-    if changed:
-        _log(actor, "appointment_type", appointment_type.id, changed, now)
+    if "name" in values:
+        values = {**values, "name": (values["name"] or "").strip()}
+        if not values["name"]:
+            raise ValidationFailed({"name": ["Enter the name patients and staff see."]})
+    _update(appointment_type, "appointment_type", values, actor=actor, now=now)

@@ -28,7 +28,6 @@ from clinic.scheduling.models import (
     ClinicClosure,
     Location,
     Provider,
-    ProviderHours,
     ScheduleException,
     TimeOff,
 )
@@ -54,6 +53,14 @@ class LocationForm(FlaskForm):
 class ProviderForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     title = StringField("Title", validators=[Optional(), Length(max=60)])
+
+
+class LocationEditForm(LocationForm):
+    active = BooleanField("Open for booking (unticked: no new appointments here)")
+
+
+class ProviderEditForm(ProviderForm):
+    active = BooleanField("Takes new appointments (unticked: no new bookings)")
 
 
 class HoursForm(FlaskForm):
@@ -87,6 +94,7 @@ class ClosureForm(FlaskForm):
 
 
 class TypeForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     duration_minutes = IntegerField("Duration (minutes)", validators=[NumberRange(5, 480)])
     buffer_before_minutes = IntegerField("Buffer before", validators=[NumberRange(0, 240)])
     buffer_after_minutes = IntegerField("Buffer after", validators=[NumberRange(0, 240)])
@@ -99,6 +107,7 @@ class TypeForm(FlaskForm):
         "Per-day cap per provider (empty = none)", validators=[Optional(), NumberRange(1, 100)]
     )
     patient_bookable = BooleanField("Patients may book it online")
+    active = BooleanField("Offered (unticked: staff and patients can no longer book it)")
 
 
 FORMS = {
@@ -131,13 +140,19 @@ def _forms(posted: str | None = None) -> dict[str, FlaskForm]:
 
 def _page(forms, code=200):
     tz = http.clinic_tz()
+    locations = db.session.scalars(select(Location).order_by(Location.name)).all()
+    providers = db.session.scalars(select(Provider).order_by(Provider.name)).all()
     return render_template(
         "staff/settings.html",
         forms=forms,
         weekdays=WEEKDAYS,
         tz=tz,
-        locations=db.session.scalars(select(Location).order_by(Location.name)).all(),
-        providers=db.session.scalars(select(Provider).order_by(Provider.name)).all(),
+        locations=locations,
+        providers=providers,
+        names={
+            "provider": {p.id: p.name for p in providers},
+            "location": {loc.id: loc.name for loc in locations},
+        },
         types=db.session.scalars(select(AppointmentType).order_by(AppointmentType.id)).all(),
         exceptions=db.session.scalars(
             select(ScheduleException)
@@ -252,17 +267,83 @@ def _local(naive: datetime, tz) -> datetime:
     return naive.replace(tzinfo=tz)
 
 
-@bp.post("/settings/hours/<int:row_id>/delete")
+# The lists' Remove buttons: the URL's kind is the page's section, and its anchor.
+REMOVE_KINDS = {
+    "hours": ("provider_hours", "Hours removed."),
+    "exception": ("schedule_exception", "Date exception removed."),
+    "time_off": ("time_off", "Time off removed."),
+    "closure": ("clinic_closure", "Closure removed."),
+}
+
+
+@bp.post("/settings/<kind>/<int:row_id>/delete")
 @login_required
 @require("schedule.edit")
-def schedule_hours_delete(row_id: int):
-    row = db.session.get(ProviderHours, row_id) or abort(404)
+def schedule_row_delete(kind: str, row_id: int):
+    if kind not in REMOVE_KINDS:
+        abort(404)
+    resource_type, message = REMOVE_KINDS[kind]
+    row = db.session.get(settings.REMOVABLE[resource_type], row_id) or abort(404)
     if not FlaskForm().validate_on_submit():
         abort(400)
-    settings.remove_hours(row, actor=current_user, now=http.now())
+    settings.remove(row, actor=current_user, now=http.now())
     db.session.commit()
-    flash("Hours removed.", "success")
-    return redirect(url_for(".schedule_settings") + "#hours")
+    flash(message, "success")
+    return redirect(url_for(".schedule_settings") + f"#{kind}")
+
+
+def _edit_page(form, row, kind: str, code: int = 200):
+    return render_template("staff/settings_edit.html", form=form, row=row, kind=kind), code
+
+
+def _save_edit(form, row, kind: str, update):
+    """Validate, run the service, commit; the page again with field errors on refusal."""
+    if not form.validate_on_submit():
+        return _edit_page(form, row, kind, 422)
+    values = {k: v for k, v in form.data.items() if k != "csrf_token"}
+    try:
+        update(row, values, actor=current_user, now=http.now())
+    except ValidationFailed as exc:
+        db.session.rollback()
+        for name, messages in exc.errors.items():
+            form[name].errors = list(messages)
+        return _edit_page(form, row, kind, 422)
+    db.session.commit()
+    flash(f"{row.name} saved.", "success")
+    if not row.active:
+        held = settings.future_appointments(http.now(), **{kind: row})
+        if held:
+            flash(
+                f"{row.name} takes no new bookings, but {held} appointment"
+                f"{'s' if held != 1 else ''} from now on still stand: move or cancel them "
+                "in the calendar.",
+                "error",
+            )
+    return redirect(url_for(".schedule_settings") + f"#{kind}")
+
+
+@bp.route("/settings/locations/<int:location_id>", methods=["GET", "POST"])
+@login_required
+@require("schedule.edit")
+def schedule_location(location_id: int):
+    location = db.session.get(Location, location_id) or abort(404)
+    form = LocationEditForm(obj=location)
+    if request.method == "GET":
+        return _edit_page(form, location, "location")
+    form.address_line2.data = form.address_line2.data or None
+    return _save_edit(form, location, "location", settings.update_location)
+
+
+@bp.route("/settings/providers/<int:provider_id>", methods=["GET", "POST"])
+@login_required
+@require("schedule.edit")
+def schedule_provider(provider_id: int):
+    provider = db.session.get(Provider, provider_id) or abort(404)
+    form = ProviderEditForm(obj=provider)
+    if request.method == "GET":
+        return _edit_page(form, provider, "provider")
+    form.title.data = form.title.data or ""
+    return _save_edit(form, provider, "provider", settings.update_provider)
 
 
 @bp.route("/settings/types/<int:type_id>", methods=["GET", "POST"])

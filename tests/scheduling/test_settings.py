@@ -176,6 +176,8 @@ def test_edit_an_appointment_type(app, client, login, schedule):
             "horizon_days": 30,
             "daily_cap": "",  # as a browser sends an emptied field
             "patient_bookable": "y",
+            "name": "  New-patient consultation  ",
+            "active": "y",
         },
     )
     assert response.status_code == 302
