@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 
 from clinic import http
 from clinic.extensions import db
-from clinic.scheduling.models import ACTIVE_STATUSES, Appointment, Provider
+from clinic.scheduling.models import ACTIVE_STATUSES, Appointment, AppointmentStatus, Provider
 
 feeds_bp = Blueprint("feeds", __name__)
 
@@ -120,6 +120,24 @@ def build_calendar(provider: Provider, *, now: datetime) -> bytes:
     return calendar.to_ical()
 
 
+S = AppointmentStatus
+# RFC 5545 VEVENT STATUS per FHIR status. Not yet settled is TENTATIVE; cancelled, no-show and
+# entered-in-error no longer hold the time: CANCELLED makes subscribed calendars drop (or strike
+# out) the event. Whether the time is held (TRANSP) follows ACTIVE_STATUSES.
+FEED_STATUS = {
+    S.PROPOSED: "TENTATIVE",
+    S.PENDING: "TENTATIVE",
+    S.WAITLIST: "TENTATIVE",
+    S.BOOKED: "CONFIRMED",
+    S.ARRIVED: "CONFIRMED",
+    S.CHECKED_IN: "CONFIRMED",
+    S.FULFILLED: "CONFIRMED",
+    S.CANCELLED: "CANCELLED",
+    S.NOSHOW: "CANCELLED",
+    S.ENTERED_IN_ERROR: "CANCELLED",
+}
+
+
 def _event(appointment: Appointment, *, host: str, now: datetime) -> Event:
     active = appointment.status in ACTIVE_STATUSES
     patient = appointment.patient
@@ -130,9 +148,7 @@ def _event(appointment: Appointment, *, host: str, now: datetime) -> Event:
     event.add("dtstart", appointment.start_at)
     event.add("dtend", appointment.end_at)
     event.add("sequence", appointment.sequence)
-    # Cancelled, no-show and entered-in-error no longer hold the time: CANCELLED makes the
-    # subscribed calendars drop (or strike out) the event.
-    event.add("status", "CONFIRMED" if active else "CANCELLED")
+    event.add("status", FEED_STATUS[appointment.status])
     event.add("transp", "OPAQUE" if active else "TRANSPARENT")
     event.add(
         "summary",

@@ -14,7 +14,13 @@ from sqlalchemy import select
 from clinic.extensions import db
 from clinic.models import AuditEvent, Patient, StaffUser
 from clinic.scheduling import services
-from clinic.scheduling.models import Appointment, AppointmentType, Location, Provider
+from clinic.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    AppointmentType,
+    Location,
+    Provider,
+)
 from tests.conftest import FIXED_NOW
 
 SLOT = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)  # Thu 09:00 in New York
@@ -176,6 +182,41 @@ def test_cancelled_appointments_stay_in_the_feed_as_cancelled(
     assert str(found[f"appointment-{cancelled}@clinic.test"]["STATUS"]) == "CANCELLED"
     assert str(found[f"appointment-{cancelled}@clinic.test"]["TRANSP"]) == "TRANSPARENT"
     assert str(found[f"appointment-{kept}@clinic.test"]["STATUS"]) == "CONFIRMED"
+
+
+def test_every_status_maps_to_an_rfc5545_status_and_transparency(
+    app, client, schedule, booker, marguerite
+):
+    """Not yet settled is TENTATIVE; what no longer holds the time is CANCELLED and free."""
+    patel = schedule["providers"][0]
+    expected = {  # FHIR status: (STATUS, TRANSP)
+        "proposed": ("TENTATIVE", "TRANSPARENT"),
+        "pending": ("TENTATIVE", "OPAQUE"),
+        "waitlist": ("TENTATIVE", "TRANSPARENT"),
+        "booked": ("CONFIRMED", "OPAQUE"),
+        "arrived": ("CONFIRMED", "OPAQUE"),
+        "checked-in": ("CONFIRMED", "OPAQUE"),
+        "fulfilled": ("CONFIRMED", "OPAQUE"),
+        "cancelled": ("CANCELLED", "TRANSPARENT"),
+        "noshow": ("CANCELLED", "TRANSPARENT"),
+        "entered-in-error": ("CANCELLED", "TRANSPARENT"),
+    }
+    assert set(expected) == {s.value for s in AppointmentStatus}
+    ids = {}
+    for i, status in enumerate(expected):
+        ids[status] = book(app, booker, marguerite, patel, SLOT + timedelta(days=i))
+        with app.app_context():
+            db.session.get(Appointment, ids[status]).status = status
+            db.session.commit()
+    found = events(fetch(client, token_of(app, patel)).data)
+    got = {
+        status: (
+            str(found[f"appointment-{i}@clinic.test"]["STATUS"]),
+            str(found[f"appointment-{i}@clinic.test"]["TRANSP"]),
+        )
+        for status, i in ids.items()
+    }
+    assert got == expected
 
 
 def test_body_is_rfc5545_crlf_and_folded_at_75_octets(app, client, schedule, booker, marguerite):
