@@ -31,6 +31,7 @@ from clinic.scheduling.models import (
     ScheduleException,
     TimeOff,
 )
+from clinic.staff.calendar_grid import parse_local
 from clinic.staff.roles import require
 from clinic.staff.views import bp
 
@@ -247,8 +248,8 @@ def _add(kind, data, *, actor, now):
     elif kind == "time_off":
         settings.add_time_off(
             _get(Provider, data["provider_id"]),
-            _local(data["start"], tz),
-            _local(data["end"], tz),
+            _local(data["start"], tz, "start"),
+            _local(data["end"], tz, "end"),
             data["reason"] or "",
             actor=actor,
             now=now,
@@ -263,8 +264,10 @@ def _add(kind, data, *, actor, now):
         )
 
 
-def _local(naive: datetime, tz) -> datetime:
-    return naive.replace(tzinfo=tz)
+def _local(naive: datetime, tz, name: str) -> datetime:
+    """Clinic wall time, aware; a repeated hour means its first occurrence, a skipped one is
+    refused (the same rule as the calendar's forms)."""
+    return parse_local(naive.strftime("%Y-%m-%dT%H:%M"), tz, name)
 
 
 # The lists' Remove buttons: the URL's kind is the page's section, and its anchor.

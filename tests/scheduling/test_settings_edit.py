@@ -4,6 +4,8 @@ once, bad input gets field errors and changes nothing, and every change is audit
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
 
@@ -294,3 +296,38 @@ def test_only_schedule_editors_edit(app, client, login, schedule):
     with app.app_context():
         assert db.session.get(ClinicClosure, closure_id) is not None
         assert db.session.get(Provider, provider_id).name == "Dr. Anika Patel"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("start", "2027-03-14T02:30"), ("end", "2027-03-14T02:00")],
+)
+def test_time_off_at_a_wall_time_the_clocks_skip_is_refused(
+    app, client, login, schedule, field, value
+):
+    login("front_desk")
+    form = {
+        "time_off-provider_id": schedule["providers"][0],
+        "time_off-start": "2027-03-14T00:00",
+        "time_off-end": "2027-03-14T12:00",
+        f"time_off-{field}": value,
+    }
+    response = client.post("/staff/settings/time_off", data=form)
+    assert response.status_code == 422
+    assert "That time does not exist on this day" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(TimeOff)).all() == []
+
+
+def test_time_off_in_the_repeated_hour_means_the_first_one(app, client, login, schedule):
+    login("front_desk")
+    form = {
+        "time_off-provider_id": schedule["providers"][0],
+        "time_off-start": "2026-11-01T01:30",
+        "time_off-end": "2026-11-01T03:00",
+    }
+    assert client.post("/staff/settings/time_off", data=form).status_code == 302
+    with app.app_context():
+        row = db.session.scalars(select(TimeOff)).one()
+        assert row.start_at == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 1:30 EDT
+        assert row.end_at == datetime(2026, 11, 1, 8, 0, tzinfo=UTC)  # 3:00 EST
