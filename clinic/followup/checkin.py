@@ -326,7 +326,7 @@ def submit_checkin(
     if row is None:
         raise DomainError("Answer the safety questions first.")
     rules = outcomes()
-    pack = questions.current_odi_pack()
+    pack = questions.odi_pack_for(timepoint)
     fields = questions.question_fields(timepoint.wound_questions, pack, rules)
     clean, errors = questions.validate(fields, values)
     if errors:

@@ -56,6 +56,8 @@ class Timepoint(db.Model):
     window_start: Mapped[date] = mapped_column(Date)
     window_end: Mapped[date] = mapped_column(Date)
     wound_questions: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The ODI (domain spec 2.1) from 6 weeks on: day 1 and day 10 ask about the wound instead.
+    odi_questions: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     status: Mapped[str] = mapped_column(String(12), default=TimepointStatus.SCHEDULED)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

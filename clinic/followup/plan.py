@@ -21,6 +21,7 @@ class PlannedPoint:
     enabled: bool = True
     next_business_day: bool = False
     wound_questions: bool = False
+    odi_questions: bool = True  # asked only when a licensed ODI pack is loaded, too
     visit: bool = False
 
 

@@ -83,6 +83,11 @@ def current_odi_pack() -> OdiPack | None:
     return load_odi_pack(current_app.config.get("ODI_PACK_FILE") or "")
 
 
+def odi_pack_for(timepoint) -> OdiPack | None:
+    """The licensed ODI pack if this timepoint asks the ODI and the clinic has loaded one."""
+    return current_odi_pack() if timepoint.odi_questions else None
+
+
 def odi_ids(pack: OdiPack) -> list[str]:
     return [f"odi_{i}" for i in range(1, len(pack.sections) + 1)]
 

@@ -113,6 +113,7 @@ def _plan_point(procedure, plan, point, *, today: date, now: datetime) -> Timepo
         window_start=start,
         window_end=end,
         wound_questions=point.wound_questions,
+        odi_questions=point.odi_questions,
         status=TimepointStatus.SCHEDULED,
     )
     db.session.add(timepoint)

@@ -149,7 +149,7 @@ def _carried(timepoint: Timepoint) -> MultiDict | None:
 def _question_answers(timepoint: Timepoint) -> MultiDict:
     """What was posted for the check-in's questions, and nothing else of the form."""
     fields = questions.question_fields(
-        timepoint.wound_questions, questions.current_odi_pack(), checkin.outcomes()
+        timepoint.wound_questions, questions.odi_pack_for(timepoint), checkin.outcomes()
     )
     known = {f.id for f in fields}
     return MultiDict([(k, v) for k, v in request.form.items(multi=True) if k in known])
@@ -232,7 +232,7 @@ def _screen_page(token: str, timepoint: Timepoint, values, errors):
 
 
 def _questions_page(token: str, timepoint: Timepoint, values, errors):
-    pack = questions.current_odi_pack()
+    pack = questions.odi_pack_for(timepoint)
     fields = questions.question_fields(timepoint.wound_questions, pack, checkin.outcomes())
     return _step_page("followup/questions.html", token, fields, values, errors, pack=pack)
 

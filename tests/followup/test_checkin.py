@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import inspect as sa_inspect
 
 from clinic.extensions import db
 from clinic.followup import checkin as service
@@ -627,6 +628,57 @@ def test_odi_from_a_licensed_pack_is_scored(app, client, link, odi_pack):
     assert row.scores["odi_pct"] == 40 and row.responders["odi"] is True
     assert row.answers["odi_10"] is None and row.answers["odi_version"] == "test-pack-1"
     assert not any("Placeholder" in str(v) for v in row.answers.values())
+
+
+@pytest.mark.parametrize("point", ["FU-D1", "FU-D10"])
+def test_day_1_and_day_10_do_not_ask_the_odi_even_with_a_pack(app, client, link, odi_pack, point):
+    """The plan (domain spec 2.1) asks the ODI from 6 weeks on; the early checks ask about the
+    wound. Old code put the ten ODI sections on every check-in once a pack was loaded."""
+    url = link["url"][point]
+    screened(client, url, wound=True)
+    html = client.get(url).get_data(as_text=True)
+    assert "wound_clean_dry" in html
+    assert "odi_1" not in html and "Placeholder section" not in html
+    items = {f"odi_{i}": "2" for i in range(1, 11)}
+    response = client.post(f"{url}/answers", data={**ANSWERS, **items, "wound_clean_dry": "yes"})
+    assert response.status_code == 302
+    [row] = rows(app, CheckIn)
+    assert not any(k.startswith("odi_") for k in row.answers)
+    assert row.scores["odi_pct"] is None and row.responders["odi"] is None
+
+
+def test_the_plan_says_which_timepoints_ask_the_odi(app, link):
+    asks = {tp.code: tp.odi_questions for tp in rows(app, Timepoint)}
+    assert asks == {
+        "FU-D1": False,
+        "FU-D10": False,
+        "FU-W6": True,
+        "FU-M3": True,
+        "FU-M6": True,
+        "FU-Y1": True,
+        "FU-Y2": True,
+    }
+
+
+def test_the_migration_stops_existing_day_1_and_10_timepoints_asking_the_odi(app, link):
+    """Timepoints planned before the column existed: day 1 and day 10 stop asking it."""
+    from flask_migrate import downgrade, upgrade
+
+    from tests.conftest import ROOT
+
+    directory = str(ROOT / "migrations")
+    with app.app_context():
+        db.session.remove()
+        downgrade(directory=directory, revision="5d1e7a9c2b40")
+        try:
+            assert "odi_questions" not in {
+                c["name"] for c in sa_inspect(db.engine).get_columns("followup_timepoint")
+            }
+        finally:
+            upgrade(directory=directory)
+    asks = {tp.code: tp.odi_questions for tp in rows(app, Timepoint)}
+    assert asks["FU-D1"] is False and asks["FU-D10"] is False
+    assert all(asks[code] for code in ("FU-W6", "FU-M3", "FU-M6", "FU-Y1", "FU-Y2"))
 
 
 def test_too_few_odi_sections_are_stored_unscored(app, client, link, odi_pack):
