@@ -35,6 +35,12 @@ def test_example_is_accepted_and_stored(app, client):
         assert req.answers["symptom_duration"] == "1_2y"
         assert req.answers["phone_mobile"] == "+15552010123"
         assert req.consents["ack_npp"] == {"value": True, "text_version": "npp-2026-01"}
+        # voicemail_ok is asked with the contact details; the record keeps it as a consent
+        assert req.consents["consent_voicemail"] == {
+            "value": bool(example_values()["voicemail_ok"]),
+            "text_version": "consent-voicemail-2026-01",
+        }
+        assert "voicemail_ok" not in req.consents
         assert req.consents["_meta"]["at"] == "2026-11-24T15:00:00+00:00"
         assert req.submitted_at == datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
         assert {s["code"] for s in req.candidacy_signals} >= {"NC_PATTERN", "MEDICARE_CED"}

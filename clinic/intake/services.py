@@ -67,19 +67,24 @@ def callback_due(now: datetime, tz: ZoneInfo, deadline_hour: int = 17) -> dateti
 def consent_record(
     answers: Mapping[str, Any], rules: RuleSet, now: datetime, client: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """What was agreed, to which text version, when and from where."""
+    """What was agreed, to which text version, when and from where.
+
+    The voicemail answer is asked with the contact details (section A) and recorded here as
+    ``consent_voicemail`` (domain spec 1.9), with the version of its question's text.
+    """
     texts = rules.consents["texts"]
     record = {}
-    for field_id, text_key in (
-        ("ack_not_emergency", "not_emergency"),
-        ("ack_npp", "npp"),
-        ("consent_email", "email"),
-        ("consent_sms", "sms"),
-        ("consent_qi_use", "qi"),
-        ("attest_accurate", "attest"),
+    for field_id, record_id, text_key in (
+        ("ack_not_emergency", "ack_not_emergency", "not_emergency"),
+        ("ack_npp", "ack_npp", "npp"),
+        ("consent_email", "consent_email", "email"),
+        ("consent_sms", "consent_sms", "sms"),
+        ("voicemail_ok", "consent_voicemail", "voicemail"),
+        ("consent_qi_use", "consent_qi_use", "qi"),
+        ("attest_accurate", "attest_accurate", "attest"),
     ):
         if field_id in answers:
-            record[field_id] = {"value": bool(answers[field_id]), "text_version": texts[text_key]}
+            record[record_id] = {"value": bool(answers[field_id]), "text_version": texts[text_key]}
     record["_meta"] = {
         "version": rules.consents["version"],
         "at": now.isoformat(),
