@@ -97,6 +97,8 @@ def test_overlapping_slots_of_different_lengths_on_sqlite(sqlite_app):
     ]
     codes = _race(sqlite_app, bodies, _staff_headers(sqlite_app))
     assert codes.count(201) == 1 and codes.count(409) == 31, codes
+    with sqlite_app.app_context():
+        assert len(db.session.scalars(select(Appointment)).all()) == 1
 
 
 def test_reschedule_racing_a_booking_on_sqlite(sqlite_app):
@@ -151,3 +153,15 @@ def test_reschedule_racing_a_booking_on_sqlite(sqlite_app):
     for t in threads:
         t.join(60)
     assert sorted(results.values()) in ([200, 409], [201, 409]), results
+    # The database agrees with the answers: exactly one appointment holds 2 PM, the winner's.
+    with sqlite_app.app_context():
+        rows = db.session.scalars(select(Appointment).order_by(Appointment.id)).all()
+        at_two = [a for a in rows if a.start_at.isoformat() == "2026-11-30T19:00:00+00:00"]
+        assert len(at_two) == 1 and at_two[0].status == "booked"
+        moved = db.session.get(Appointment, existing["id"])
+        if results["move"] == 200:
+            assert len(rows) == 1 and at_two[0].id == existing["id"] and moved.sequence == 1
+        else:
+            assert len(rows) == 2 and at_two[0].patient_id == schedule["patients"][1]
+            assert moved.start_at.isoformat() == "2026-11-30T13:00:00+00:00"
+            assert moved.sequence == 0
