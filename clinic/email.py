@@ -6,7 +6,6 @@ import contextlib
 import functools
 import io
 import logging
-import random
 import re
 import secrets
 import smtplib
@@ -273,22 +272,3 @@ def _sender_address(value: str) -> str | None:
     if len(addresses) != 1 or not addresses[0].addr_spec.isascii():
         return None
     return addresses[0].addr_spec or None
-
-
-def deliver(task, build) -> str:
-    """Send the message ``build()`` makes from inside a bound Celery task.
-
-    5xx: give up ("failed"). Anything that may pass: retry with bounded exponential backoff and
-    jitter. Only codes reach the log, never addresses.
-    """
-    try:
-        send(build())
-    except PermanentSendError as exc:
-        logger.warning("%s gave up: %s", task.name, exc)
-        return "failed"
-    except TemporarySendError as exc:
-        base = current_app.config["EMAIL_RETRY_BASE_SECONDS"]
-        delay = min(600, base * 2**task.request.retries) * random.uniform(0.8, 1.2)
-        logger.info("%s will retry in %.0fs (%s)", task.name, delay, exc)
-        raise task.retry(exc=exc, countdown=delay, max_retries=6) from None
-    return "sent"

@@ -75,15 +75,23 @@ def dispatch(app, *, later: timedelta = timedelta(0)) -> int:
         return dispatcher.dispatch(max(datetime.now(UTC), FIXED_NOW) + later).claimed
 
 
-def acknowledgements(app) -> list:
+def rows_of(app, kind: str) -> list:
     from clinic.notifications.models import Notification
 
     with app.app_context():
         return list(
             app.extensions["sqlalchemy"].session.scalars(
-                select(Notification).where(Notification.kind == "intake_acknowledgement")
+                select(Notification).where(Notification.kind == kind).order_by(Notification.id)
             )
         )
+
+
+def acknowledgements(app) -> list:
+    return rows_of(app, "intake_acknowledgement")
+
+
+def staff_alerts(app) -> list:
+    return rows_of(app, "intake_alert_emergency") + rows_of(app, "intake_alert_urgent")
 
 
 def test_acknowledgement_email(app, client, worker, inbox):
@@ -126,7 +134,9 @@ def test_emergency_alerts_staff_without_patient_details(app, client, worker, inb
     patient = next(m for m in messages if m["To"] != "alerts@clinic.test")
     assert alert["Subject"] == "Urgent intake needs review - log in"
     text = visible_text(alert)
-    assert "http://clinic.test/staff/requests" in text
+    [row] = staff_alerts(app)
+    assert alert["Message-ID"] == row.message_id
+    assert f"http://clinic.test/staff/requests/{row.cause_id}" in text
     assert_nothing_clinical(text, "Margaret", "Okafor", "example.com", "1952", "emergency")
     assert_nothing_clinical(visible_text(patient))
 
@@ -181,21 +191,20 @@ def test_permanent_refusal_is_not_retried(app, client, worker, inbox):
 
 
 def test_tasks_get_ids_only(app, client, monkeypatch):
-    """Nothing clinical or personal travels through the broker: only the request id."""
+    """Nothing clinical or personal travels through the broker: only message row ids."""
     sent = []
-    celery = app.extensions["celery"]
-    for name in ("intake.alert_staff", "notifications.send"):
-        monkeypatch.setattr(
-            celery.tasks[name],
-            "apply_async",
-            lambda args=None, _n=name, **kw: sent.append((_n, args)),
-        )
-    body = client.post(URL, json=example_values(rf_bowel="new")).get_json()
-    assert sent == [("intake.alert_staff", (body["id"],))]
+    task = app.extensions["celery"].tasks["notifications.send"]
+    monkeypatch.setattr(task, "apply_async", lambda args=None, **kw: sent.append(args))
+    assert client.post(URL, json=example_values(rf_bowel="new")).status_code == 201
+    [alert] = staff_alerts(app)
+    assert sent == [(alert.id,)]  # the staff alert, at once
     sent.clear()
-    dispatch(app)
+    from clinic.notifications import dispatcher
+
+    with app.app_context():
+        dispatcher.dispatch(FIXED_NOW)  # the alert's claim is not stale yet: not sent again
     [row] = acknowledgements(app)
-    assert sent == [("notifications.send", (row.id,))]
+    assert sent == [(row.id,)]
 
 
 def test_broker_down_still_saves_the_request(app, client, monkeypatch, caplog):
@@ -203,10 +212,13 @@ def test_broker_down_still_saves_the_request(app, client, monkeypatch, caplog):
         raise ConnectionError("broker down")
 
     celery = app.extensions["celery"]
-    monkeypatch.setattr(celery.tasks["intake.alert_staff"], "apply_async", refuse)
+    monkeypatch.setattr(celery.tasks["notifications.send"], "apply_async", refuse)
     response = client.post(URL, json=example_values(rf_night_pain="new"))
     assert response.status_code == 201
-    assert "could not enqueue intake.alert_staff" in caplog.text
-    # the acknowledgement is a row committed with the request: the outage loses nothing
+    # the acknowledgement and the staff alert are rows committed with the request: the outage
+    # loses nothing (the dispatcher sends them; tests/test_intake_alert.py)
+    [alert] = staff_alerts(app)
+    assert f"could not enqueue notification {alert.id}: ConnectionError" in caplog.text
+    assert alert.status == "sending" and alert.cause_id == response.get_json()["id"]
     [row] = acknowledgements(app)
     assert row.status == "pending" and row.cause_id == response.get_json()["id"]

@@ -174,11 +174,24 @@ def test_a_red_flag_stays_when_the_patient_goes_back_and_changes_the_answer(clie
 
 @pytest.fixture
 def alerts(app, monkeypatch):
-    """The staff alerts enqueued (request ids), instead of sending them."""
+    """The staff alerts: (request id, kind) of each alert row, each handed to the send task
+    once (ids recorded instead of reaching a broker)."""
+    from clinic.notifications.models import STAFF_KINDS, Notification
+
     sent = []
-    task = app.extensions["celery"].tasks["intake.alert_staff"]
-    monkeypatch.setattr(task, "apply_async", lambda args=None, **kw: sent.append(args))
-    return sent
+    monkeypatch.setattr("clinic.celery_app.enqueue", lambda task, *args: sent.append(args[0]))
+
+    def made():
+        with app.app_context():
+            rows = db.session.scalars(
+                select(Notification)
+                .where(Notification.kind.in_(STAFF_KINDS))
+                .order_by(Notification.id)
+            ).all()
+        assert sent == [row.id for row in rows]
+        return [(row.cause_id, row.kind) for row in rows]
+
+    return made
 
 
 def test_emergency_answer_blocks_at_once_with_another_question_blank(client, app, alerts):
@@ -186,7 +199,7 @@ def test_emergency_answer_blocks_at_once_with_another_question_blank(client, app
     urgent = to_form(SECTIONS[0].fields, dict(ALL_SHOWN, rf_fever="new"))
     urgent.pop("rf_night_pain")
     assert client.post("/intake/red-flags", data=urgent).status_code == 422
-    assert requests_in_db(app) == [] and alerts == []
+    assert requests_in_db(app) == [] and alerts() == []
     data = to_form(SECTIONS[0].fields, dict(ALL_SHOWN, rf_urinary_retention="new"))
     data.pop("rf_night_pain")
     response = client.post("/intake/red-flags", data=data)
@@ -194,14 +207,14 @@ def test_emergency_answer_blocks_at_once_with_another_question_blank(client, app
     [req] = requests_in_db(app)
     assert req.triage == "emergency" and not req.complete
     assert req.answers["rf_urinary_retention"] == "new" and "rf_night_pain" not in req.answers
-    assert alerts == [(req.id,)]
+    assert alerts() == [(req.id, "intake_alert_emergency")]
     # "continue anyway" comes back to the unfinished step, which now asks for the blank
     response = client.post("/intake/emergency", data={"continue_anyway": "1"})
     assert response.location.endswith("/intake/red-flags")
     response = client.post("/intake/red-flags", data=data)
     assert response.status_code == 422
     assert 'id="rf_night_pain-error"' in response.get_data(as_text=True)
-    assert len(requests_in_db(app)) == 1 and alerts == [(req.id,)]
+    assert len(requests_in_db(app)) == 1 and alerts() == [(req.id, "intake_alert_emergency")]
 
 
 def test_saddle_re_ask_blocks_at_once_with_another_question_blank(client, app, alerts):
@@ -211,7 +224,7 @@ def test_saddle_re_ask_blocks_at_once_with_another_question_blank(client, app, a
     response = post_step(client, 3, values)
     assert response.location.endswith("/intake/emergency")
     [req] = requests_in_db(app)
-    assert req.triage == "emergency" and alerts == [(req.id,)]
+    assert req.triage == "emergency" and alerts() == [(req.id, "intake_alert_emergency")]
     with app.app_context():
         assert db.session.scalars(select(IntakeDraft)).one().step == 3  # not passed yet
 

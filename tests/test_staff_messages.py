@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -222,3 +223,88 @@ def test_banner_follows_the_configured_interval(app, client, login):
 
 def test_no_banner_on_the_login_page(client):
     assert BANNER not in client.get("/staff/login").get_data(as_text=True)
+
+
+# -- the staff alert about a red-flag intake: addressed to staff, not one of the patient's ------
+
+
+@pytest.fixture
+def intake_alert(app, client, enqueued):
+    """An emergency intake through the API: its alert row (sent) and the request's patient."""
+    from tests.conftest import example_values
+
+    response = client.post("/api/v1/consultation-requests", json=example_values(rf_bowel="new"))
+    assert response.status_code == 201
+    body = response.get_json()
+    with app.app_context():
+        [alert] = db.session.scalars(
+            select(Notification).where(Notification.kind == "intake_alert_emergency")
+        ).all()
+        alert.status, alert.attempts, alert.sent_at = "sent", 1, FIXED_NOW
+        db.session.commit()
+        enqueued.clear()
+        return {"id": alert.id, "request": body["id"], "patient": body["patient_id"]}
+
+
+def message_row(text: str, notification_id: int) -> str:
+    """The log's table row of one message."""
+    [found] = re.findall(
+        rf"<tr class=\"message-\w+\">\s*<td>{notification_id}</td>.*?</tr>", text, re.S
+    )
+    return found
+
+
+def test_an_intake_alert_is_in_the_log_as_a_message_to_staff(client, login, intake_alert):
+    login("front_desk")
+    text = client.get(LOG).get_data(as_text=True)
+    found = message_row(text, intake_alert["id"])
+    assert "intake alert emergency" in found and "staff_intake_alert" in found
+    assert "Clinic staff" in found and "Sent" in found
+    assert f'href="/staff/requests/{intake_alert["request"]}"' in found
+    assert "Okafor" not in found and "Margaret" not in found
+    assert f'Resend<span class="visually-hidden"> message #{intake_alert["id"]}' in found
+
+
+def test_an_admin_sees_the_intake_alert_without_the_request_link(client, login, intake_alert):
+    """The admin reads the message log but not the intake queue: no link to a page they
+    cannot open."""
+    login("admin")
+    found = message_row(client.get(LOG).get_data(as_text=True), intake_alert["id"])
+    assert "Clinic staff" in found and "/staff/requests/" not in found
+
+
+def test_the_intake_alert_is_not_in_the_patients_own_messages(
+    app, client, login, make_staff, intake_alert
+):
+    """The patient's list (page and API) holds their acknowledgement, not the staff's alert."""
+    from clinic.models import StaffUser
+    from clinic.staff import services
+
+    login("nurse")
+    patient_id = intake_alert["patient"]
+    text = client.get(f"/staff/patients/{patient_id}/messages").get_data(as_text=True)
+    assert "intake acknowledgement" in text and "intake alert" not in text
+    user_id = make_staff("front_desk")
+    with app.app_context():
+        token = services.create_api_token(db.session.get(StaffUser, user_id), now=FIXED_NOW)
+        db.session.commit()
+    listed = client.get(
+        f"/api/v1/patients/{patient_id}/notifications",
+        headers={"Authorization": f"Bearer {token}"},
+    ).get_json()
+    assert [m["kind"] for m in listed] == ["intake_acknowledgement"]
+
+
+def test_resend_an_intake_alert(app, client, login, intake_alert, enqueued):
+    login("front_desk")
+    notification_id = intake_alert["id"]
+    before = row(app, notification_id).message_id
+    response = client.post(f"{LOG}/{notification_id}/resend", data={"next": LOG})
+    assert response.status_code == 302 and response.location == LOG
+    resent = row(app, notification_id)
+    assert (resent.status, resent.attempts, resent.claimed_at) == ("sending", 0, FIXED_NOW)
+    assert resent.message_id == before and resent.patient_id is None
+    assert enqueued == [notification_id]
+    [event] = audit_events(app, action="update", resource_type="notification")
+    assert event.resource_id == str(notification_id) and "resend (sent)" in event.reason
+    assert "is being sent again" in client.get(LOG).get_data(as_text=True)

@@ -25,17 +25,19 @@ def acknowledgement(request: ConsultationRequest, *, message_id: str | None = No
     )
 
 
-def staff_alert(request: ConsultationRequest, to: str):
+def staff_alert(request_id: int, *, emergency: bool, to: str, message_id: str | None = None):
+    """A red-flag intake is waiting: its level and a link to the request, nothing of the
+    patient (domain spec 1.1.2: "Urgent intake needs review - log in")."""
     base = current_app.config["BASE_URL"]
     with current_app.test_request_context(base_url=base):
-        link = base + url_for("staff.queue")
-    urgent = request.triage == "emergency"
+        link = base + url_for("staff.request_detail", request_id=request_id)
     return build_message(
-        "staff_alert",
+        "staff_intake_alert",
         to=to,
         subject="Urgent intake needs review - log in"
-        if urgent
+        if emergency
         else "Same-day callback needed - log in",
-        emergency=urgent,
+        emergency=emergency,
         link=link,
+        message_id=message_id,
     )

@@ -1,4 +1,5 @@
-"""The unit of work shared by the form and the API: submit, commit, then side effects."""
+"""The unit of work shared by the form and the API: the request and its message rows, one
+commit; the send task gets the ids after it (``notifications.outbox``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinic import http
-from clinic.celery_app import enqueue
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
-from clinic.intake import services, tasks
+from clinic.intake import services
 from clinic.intake.models import ConsultationRequest, IntakeDraft
-from clinic.intake.rules import Triage, current_rules
+from clinic.intake.rules import current_rules
 from clinic.notifications import services as notifications
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class SubmitResult:
 
 
 def submit_values(values: Mapping[str, Any], *, source: str, client: dict) -> ConsultationRequest:
-    """Validate, store and commit one intake, then enqueue its emails. Raises ValidationFailed."""
+    """Validate, store and commit one intake with its message rows. Raises ValidationFailed."""
     now = http.now()
     req = services.submit_request(
         values,
@@ -37,8 +37,8 @@ def submit_values(values: Mapping[str, Any], *, source: str, client: dict) -> Co
         client=client,
     )
     notifications.request_received(req, now=now, new=True)
-    db.session.commit()
-    after_commit(req.id, req.triage)
+    notifications.request_flagged(req, now=now, new=True)
+    db.session.commit()  # the staff alert is handed to the send task once this commits
     return req
 
 
@@ -61,22 +61,9 @@ def submit_from_draft(draft: IntakeDraft, *, client: dict) -> SubmitResult:
         )
     except ValidationFailed as exc:
         return SubmitResult(errors=exc.errors)
-    already_alerted = existing is not None
     notifications.request_received(req, now=now, new=existing is None)
+    # Staff were alerted when the partial request was saved at the red-flag answer, if it was.
+    notifications.request_flagged(req, now=now, new=existing is None)
     db.session.delete(draft)
     db.session.commit()
-    after_commit(req.id, req.triage, alert=not already_alerted)
     return SubmitResult(request=req)
-
-
-def after_commit(request_id: int | None, level: str, *, alert: bool = True) -> None:
-    """Alert staff at once about a committed red-flag request; never raise into the response.
-
-    (The patient's acknowledgement is a message row committed with the request.)
-    """
-    if request_id is None or not alert or level not in (Triage.EMERGENCY, Triage.URGENT):
-        return
-    try:
-        enqueue(tasks.alert_staff, request_id)
-    except Exception as exc:  # the request is saved; staff still see it in the queue
-        logger.error("could not enqueue %s: %s", tasks.alert_staff.name, type(exc).__name__)

@@ -1,4 +1,5 @@
-"""Intake side effects, run by Celery after the request is committed. Arguments are ids."""
+"""Intake housekeeping run by Celery beat. (The staff alert about a red-flag intake is a
+message row: ``notifications.services.request_flagged``.)"""
 
 from __future__ import annotations
 
@@ -6,28 +7,14 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
-from flask import current_app
 
-from clinic import email
 from clinic.extensions import db
-from clinic.intake import drafts, emails
-from clinic.intake.models import ConsultationRequest
+from clinic.intake import drafts
 from clinic.models import utcnow
 
 logger = logging.getLogger(__name__)
 
 DRAFT_MAX_IDLE = timedelta(hours=24)
-
-
-@shared_task(name="intake.alert_staff", bind=True, acks_late=True)
-def alert_staff(self, request_id: int) -> str:
-    """Tell staff a red-flag intake is waiting, with no patient details in the message."""
-    request = db.session.get(ConsultationRequest, request_id)
-    if request is None or request.triage == "routine":
-        return "skipped"
-    return email.deliver(
-        self, lambda: emails.staff_alert(request, current_app.config["STAFF_ALERT_EMAIL"])
-    )
 
 
 @shared_task(name="intake.purge_stale_drafts")

@@ -15,7 +15,8 @@ from clinic.intake.fields import SECTIONS
 from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
 from clinic.intake.models import ConsultationRequest
 from clinic.intake.rules import Triage, TriageResult, current_rules, triage
-from clinic.intake.submit import after_commit, submit_from_draft
+from clinic.intake.submit import submit_from_draft
+from clinic.notifications import services as notifications
 from clinic.scheduling import links
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def save(slug: str = SECTIONS[0].slug):
         session[SESSION_KEY] = key
     drafts.save_step(draft, index, clean, now, complete=not errors)
     if page is not None:
-        # saved and staff alerted now, even if the patient goes no further
+        # saved and staff alerted now (once per request), even if the patient goes no further
         existing = (
             db.session.get(ConsultationRequest, draft.request_id) if draft.request_id else None
         )
@@ -100,11 +101,11 @@ def save(slug: str = SECTIONS[0].slug):
             client=http.client_meta(),
             existing=existing,
         )
+        notifications.request_flagged(partial, now=now, new=existing is None)
         draft.request_id = partial.id
         draft.emergency_seen = draft.emergency_seen or page == Triage.EMERGENCY
         draft.urgent_seen = True
         db.session.commit()
-        after_commit(partial.id, page)
         return redirect(url_for(".emergency" if page == Triage.EMERGENCY else ".urgent"))
     if index + 1 < len(SECTIONS):
         db.session.commit()

@@ -15,7 +15,7 @@ from clinic.intake import emails as intake_emails
 from clinic.intake.models import ConsultationRequest
 from clinic.models import Patient
 from clinic.notifications import ics, links
-from clinic.notifications.models import Notification
+from clinic.notifications.models import INTAKE_ALERT_KINDS, Notification
 from clinic.scheduling import links as appointment_links
 from clinic.scheduling.models import Appointment
 
@@ -61,6 +61,13 @@ def build(row: Notification, *, now: datetime) -> EmailMessage:
     if row.kind == "intake_acknowledgement":
         request = db.session.get(ConsultationRequest, row.cause_id)
         return intake_emails.acknowledgement(request, message_id=row.message_id)
+    if row.kind in INTAKE_ALERT_KINDS.values():
+        return intake_emails.staff_alert(
+            row.cause_id,
+            emergency=row.kind == INTAKE_ALERT_KINDS["emergency"],
+            to=config["STAFF_ALERT_EMAIL"],
+            message_id=row.message_id,
+        )
     patient = row.patient or db.session.get(Patient, row.patient_id)
     context = {
         "greeting": greeting(patient),

@@ -23,6 +23,14 @@ class Status(enum.StrEnum):
 
 OPEN_STATUSES = (Status.PENDING, Status.SENDING)
 
+# The staff alert about an intake, by its triage level: one of each per request at most, so an
+# urgent request that turns into an emergency (a red flag re-asked later in the form) alerts
+# staff again, and nothing else does.
+INTAKE_ALERT_KINDS = {"emergency": "intake_alert_emergency", "urgent": "intake_alert_urgent"}
+# Messages to the clinic's alert address (STAFF_ALERT_EMAIL), not to a patient: no consent,
+# suppression or pause of a patient's applies to them.
+STAFF_KINDS = frozenset({"staff_alert", *INTAKE_ALERT_KINDS.values()})
+
 
 class Notification(db.Model):
     """One message to one patient (or staff address), created with the change that causes it.

@@ -20,7 +20,7 @@ from clinic.followup import checkin
 from clinic.followup.models import AutomationPause, StaffTask, Timepoint, TimepointStatus
 from clinic.models import Patient
 from clinic.notifications import emails, timepoints
-from clinic.notifications.models import Notification, Status, Suppression
+from clinic.notifications.models import STAFF_KINDS, Notification, Status, Suppression
 from clinic.scheduling.models import ACTIVE_STATUSES, Appointment, AppointmentStatus
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def _deliver(row: Notification, found, now: datetime) -> str:
         email.send(msg)
     except email.PermanentSendError as exc:
         row.status, row.last_error = Status.FAILED, str(exc)[:200]
-        if exc.bad_mailbox and row.kind != "staff_alert":
+        if exc.bad_mailbox and row.kind not in STAFF_KINDS:
             suppress(msg["To"].addresses[0].addr_spec, "bounced", str(exc), now=now)
         return "failed"
     except email.TemporarySendError as exc:
@@ -144,7 +144,7 @@ def _deliver(row: Notification, found, now: datetime) -> str:
 
 def _not_wanted(row: Notification, found, now: datetime) -> tuple[str, str] | None:
     """(status, reason) when this message must not go out now, else None."""
-    if row.kind == "staff_alert":
+    if row.kind in STAFF_KINDS:
         return None
     patient = found.Patient
     if patient is None:

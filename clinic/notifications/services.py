@@ -20,7 +20,7 @@ from clinic.extensions import db
 from clinic.followup.models import StaffTask
 from clinic.models import StaffUser
 from clinic.notifications import outbox, schedules, timepoints
-from clinic.notifications.models import OPEN_STATUSES, Notification, Status
+from clinic.notifications.models import INTAKE_ALERT_KINDS, OPEN_STATUSES, Notification, Status
 from clinic.scheduling.models import Appointment, AppointmentStatus
 
 APPOINTMENT = "appointment"
@@ -41,7 +41,11 @@ TEMPLATES = {
     "checkin_no_response": "staff_task",
     "staff_alert": "staff_checkin_alert",
     "intake_acknowledgement": "intake_acknowledgement",
+    "intake_alert_emergency": "staff_intake_alert",
+    "intake_alert_urgent": "staff_intake_alert",
 }
+
+REQUEST = "consultation_request"
 
 
 def schedule() -> schedules.Schedule:
@@ -111,6 +115,19 @@ def send_at_once(row: Notification, now: datetime) -> Notification:
     return row
 
 
+def _request_has(request, kind: str) -> bool:
+    return (
+        db.session.scalar(
+            select(Notification.id).where(
+                Notification.cause_type == REQUEST,
+                Notification.cause_id == request.id,
+                Notification.kind == kind,
+            )
+        )
+        is not None
+    )
+
+
 def request_received(request, *, now: datetime, new: bool = False) -> Notification | None:
     """The intake's acknowledgement: a row in the intake's transaction, sent by the next
     dispatcher pass, so a broker outage at that moment loses nothing.
@@ -121,22 +138,40 @@ def request_received(request, *, now: datetime, new: bool = False) -> Notificati
     patient = request.patient
     if patient is None or not (patient.email and patient.consent_email):
         return None
-    if not new and db.session.scalar(
-        select(Notification.id).where(
-            Notification.cause_type == "consultation_request",
-            Notification.cause_id == request.id,
-            Notification.kind == "intake_acknowledgement",
-        )
-    ):
+    if not new and _request_has(request, "intake_acknowledgement"):
         return None
     return create(
         patient_id=patient.id,
         kind="intake_acknowledgement",
-        cause_type="consultation_request",
+        cause_type=REQUEST,
         cause_id=request.id,
         due_at=now,
         now=now,
         keep=False,  # the next dispatcher pass sends it
+    )
+
+
+def request_flagged(request, *, now: datetime, new: bool = False) -> Notification | None:
+    """Staff's alert about an emergency or urgent intake, in the request's transaction.
+
+    Sent at once after the commit, to STAFF_ALERT_EMAIL; the dispatcher sends it if the broker
+    lost it. One per request and level, whatever follows (the partial request saved at the
+    red-flag answer, the patient going back, the full submission); triage never drops, so only
+    an urgent request becoming an emergency alerts again. The row has no patient: the message
+    is not theirs and is not in their message list; its cause leads staff to the request.
+    ``new`` as for ``request_received``.
+    """
+    kind = INTAKE_ALERT_KINDS.get(request.triage)
+    if kind is None:
+        return None
+    if not new and _request_has(request, kind):
+        return None
+    return create_and_send(
+        patient_id=None,
+        kind=kind,
+        cause_type=REQUEST,
+        cause_id=request.id,
+        now=now,
     )
 
 

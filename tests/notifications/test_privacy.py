@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from clinic.extensions import db
 from clinic.notifications import emails, services
-from clinic.notifications.models import Notification
-from tests.conftest import FIXED_NOW
+from clinic.notifications.models import STAFF_KINDS, Notification
+from tests.conftest import FIXED_NOW, example_values
 from tests.notifications.conftest import book, record_procedure
 
 DENY = [
@@ -82,6 +82,10 @@ def every_row(napp, nctx, clinic, headers):
     """A row of every kind in services.TEMPLATES, on realistic causes."""
     client = napp.test_client()
     fd = headers["front_desk"]
+    # intakes with an emergency and an urgent answer: acknowledgements and the staff alerts
+    for answer in ({"rf_bowel": "new"}, {"rf_night_pain": "new"}):
+        intake = client.post("/api/v1/consultation-requests", json=example_values(**answer))
+        assert intake.status_code == 201, intake.get_json()
     consult = book(client, fd, clinic, start="2026-11-30T10:00:00-05:00")
     proc = book(client, fd, clinic, start="2026-12-02T09:00:00-05:00", patient=1, code="procedure")
     client.post(
@@ -118,11 +122,9 @@ def every_row(napp, nctx, clinic, headers):
 
 def test_every_kind_renders_with_nothing_clinical(every_row):
     email_kinds = {k for k in services.TEMPLATES if k != "checkin_no_response"}
-    missing = email_kinds - set(every_row)
-    # Kinds created by other causes (an intake) are checked by the intake's own tests.
-    assert missing <= {"intake_acknowledgement"}, missing
+    assert email_kinds <= set(every_row), email_kinds - set(every_row)
     used_templates = set()
-    for kind in sorted(email_kinds - missing):
+    for kind in sorted(email_kinds):
         row = every_row[kind]
         msg = emails.build(row, now=FIXED_NOW)
         used_templates.add(row.template)
@@ -136,10 +138,12 @@ def test_every_kind_renders_with_nothing_clinical(every_row):
         assert msg["Message-ID"] == row.message_id
         assert len(msg["To"].addresses) == 1
         body = msg.get_body(("plain",)).get_content()
-        assert "Hello" in body or kind == "staff_alert"
-        if kind == "staff_alert":
-            assert "Pat" not in text and "example.com" not in text
-    # Every patient-facing template of the notifications is exercised.
+        assert "Hello" in body or kind in STAFF_KINDS
+        if kind in STAFF_KINDS:
+            assert msg["To"].addresses[0].addr_spec == "alerts@clinic.test"
+            for name in ("Pat", "Margaret", "Okafor", "example.com", "1952"):
+                assert name not in text, (kind, name)
+    # Every template of the notifications is exercised, the staff's and the intake's too.
     assert used_templates >= {
         "appointment_confirmation",
         "appointment_update",
@@ -148,6 +152,8 @@ def test_every_kind_renders_with_nothing_clinical(every_row):
         "missed_appointment",
         "checkin_invitation",
         "staff_checkin_alert",
+        "intake_acknowledgement",
+        "staff_intake_alert",
     }
 
 
@@ -181,8 +187,8 @@ def test_intake_acknowledgement_and_staff_alert_templates(napp, nctx):
 
     for name, context in (
         ("intake_acknowledgement", {"greeting_name": "Pat", "received": "today", "call_today": 1}),
-        ("staff_alert", {"emergency": True, "link": "http://clinic.test/staff/"}),
-        ("staff_alert", {"emergency": False, "link": "http://clinic.test/staff/"}),
+        ("staff_intake_alert", {"emergency": True, "link": "http://clinic.test/staff/"}),
+        ("staff_intake_alert", {"emergency": False, "link": "http://clinic.test/staff/"}),
     ):
         for ext in ("txt", "html"):
             text = render_template(

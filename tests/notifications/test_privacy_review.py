@@ -14,7 +14,7 @@ from clinic.followup.models import StaffTask
 from clinic.models import Patient
 from clinic.notifications import sending, services
 from clinic.notifications.models import Notification, Status, Suppression
-from tests.conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW, example_values
 from tests.notifications.conftest import book, by_kind, record_procedure, rows_for
 
 START = "2026-11-30T10:00:00-05:00"
@@ -221,35 +221,61 @@ def test_a_send_task_failing_on_the_database_logs_no_address(
     assert db.session.get(Notification, row.id).status == Status.SENDING
 
 
-def test_an_intake_task_failing_logs_no_patient_detail(app, make_request, caplog, monkeypatch):
-    """The intake's staff alert: the same for any error raised in a task body."""
-    from clinic.intake import tasks
+def intake_alert(napp, **answers) -> Notification:
+    """The staff alert row of a red-flag intake sent through the API."""
+    response = napp.test_client().post(
+        "/api/v1/consultation-requests", json=example_values(**answers)
+    )
+    assert response.status_code == 201, response.get_json()
+    [row] = by_kind(rows_for("consultation_request", response.get_json()["id"]))[
+        "intake_alert_emergency"
+    ]
+    return row
 
-    request_id = make_request(rf_bowel="new")
 
-    def broken(request, to):
-        raise ValueError(f"cannot alert about {request.patient.email}")
+def test_an_intake_alert_that_cannot_be_composed_logs_no_patient_detail(
+    nctx, napp, inbox, caplog, monkeypatch
+):
+    """The intake's staff alert, sent by the send task: what composing it chokes on may quote
+    the patient; only the exception's type reaches the log and the row."""
+    from clinic.intake import emails as intake_emails
 
-    monkeypatch.setattr(tasks.emails, "staff_alert", broken)
+    row = intake_alert(napp, rf_bowel="new")
+    address = db.session.scalars(select(Patient.email)).one()
+
+    def broken(request_id, **kwargs):
+        raise ValueError(f"cannot alert about {address}")
+
+    monkeypatch.setattr(intake_emails, "staff_alert", broken)
     caplog.set_level(logging.INFO)
-    result = app.extensions["celery"].tasks["intake.alert_staff"].apply(args=(request_id,))
-    assert result.failed()
+    result = napp.extensions["celery"].tasks["notifications.send"].apply(args=(row.id,))
+    assert result.get() == "failed"
+    db.session.refresh(row)
+    assert (row.status, row.last_error) == (Status.FAILED, "could not compose: ValueError")
     assert "ValueError" in logged(caplog)
     assert "margaret" not in logged(caplog).lower() and "example.com" not in logged(caplog)
+    assert inbox.messages == []
 
 
-def test_a_staff_alert_that_never_gets_through_logs_codes_only(napp, inbox, caplog, make_request):
-    """Server replies quote addresses; only their codes reach the log (eagerly, a retry runs
-    again at once, so the deferrals end in the task's failure)."""
-    request_id = make_request(rf_bowel="new")
+def test_a_staff_alert_that_never_gets_through_logs_codes_only(nctx, napp, inbox, caplog):
+    """Server replies quote addresses; only their codes reach the log and the row. A refused
+    staff address is not suppressed: the next alert tries it again."""
+    from clinic.notifications import dispatcher
+
+    row = intake_alert(napp, rf_bowel="new")
     caplog.set_level(logging.INFO)
-    task = napp.extensions["celery"].tasks["intake.alert_staff"]
     inbox.reply = "451 4.3.0 <alerts@clinic.test> try again later"
-    assert task.apply(args=(request_id,)).failed()
+    assert sending.deliver(row.id, now=FIXED_NOW) == "retry"
+    db.session.refresh(row)
+    assert (row.status, row.attempts, row.last_error) == (Status.PENDING, 1, "deferred (451)")
+    dispatcher.dispatch(row.due_at)  # claimed again once its backoff is over
     inbox.reply = "550 5.1.1 <alerts@clinic.test> no such mailbox"
-    assert task.apply(args=(request_id,)).get() == "failed"
-    assert "deferred (451)" in logged(caplog) and "refused (550) 5.1.1" in logged(caplog)
+    assert sending.deliver(row.id, now=row.due_at) == "failed"
+    db.session.refresh(row)
+    assert (row.attempts, row.last_error) == (2, "refused (550) 5.1.1")
+    assert db.session.scalars(select(Suppression)).all() == []
     assert "alerts@clinic.test" not in logged(caplog) and "margaret" not in logged(caplog).lower()
+    assert inbox.messages == []
 
 
 def test_a_message_that_cannot_be_composed_logs_no_patient_detail(
