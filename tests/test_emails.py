@@ -124,6 +124,45 @@ def test_acknowledgement_leaves_the_name_out_when_names_are_off(app, make_reques
     assert "Hello," in text and "Margaret" not in text
 
 
+@pytest.mark.parametrize(
+    ("answers", "says", "never"),
+    [
+        ({}, ["What happens next", "two business days"], ["Please call us today"]),
+        (
+            {"rf_night_pain": "worsening"},
+            ["Please call us today at (555) 010-0100"],
+            ["two business days", "What happens next"],
+        ),
+        (
+            {"rf_bowel": "new"},
+            ["A member of our team will look at your request and contact you."],
+            ["two business days", "What happens next", "Please call us today"],
+        ),
+    ],
+    ids=["routine", "urgent", "emergency"],
+)
+def test_the_acknowledgement_gives_the_routine_timetable_only_to_routine_requests(
+    app, make_request, answers, says, never
+):
+    """Old code told a patient whose answers sent them to emergency care that the team would
+    be in touch within two business days."""
+    from clinic.extensions import db
+    from clinic.intake import emails
+    from clinic.intake.models import ConsultationRequest
+
+    with app.app_context(), app.test_request_context():
+        request = db.session.get(ConsultationRequest, make_request(**answers))
+        msg = emails.acknowledgement(request)
+    for part in ("plain", "html"):
+        text = visible_text(msg) if part == "plain" else msg.get_body(("html",)).get_content()
+        for phrase in says:
+            assert phrase in text, (part, phrase)
+        for phrase in never:
+            assert phrase not in text, (part, phrase)
+        assert "not for emergencies" in text
+        assert_nothing_clinical(text)
+
+
 def test_emergency_alerts_staff_without_patient_details(app, client, worker, inbox):
     values = example_values(rf_bowel="new")
     assert client.post(URL, json=values).status_code == 201

@@ -21,6 +21,9 @@ def acknowledgement(request: ConsultationRequest, *, message_id: str | None = No
         greeting=greeting(patient),
         received=received.strftime("%A, %B %-d, %Y"),
         call_today=request.triage == "urgent",
+        # Only a routine request hears the routine timetable; an urgent one is asked to call
+        # today, an emergency one (already told to get emergency care) gets no timetable.
+        routine=request.triage == "routine",
         message_id=message_id,
     )
 
