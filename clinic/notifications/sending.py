@@ -139,7 +139,22 @@ def _deliver(row: Notification, found, now: datetime) -> str:
         row.last_error = str(exc)[:200]
         return "retry"
     row.status, row.sent_at, row.last_error = Status.SENT, now, None
+    if row.cause_type == "timepoint":
+        _mark_invited(row.cause_id)
     return "sent"
+
+
+def _mark_invited(timepoint_id: int) -> None:
+    """A scheduled timepoint whose invitation went out is ``sent``. Skipped when a check-in
+    submit holds the timepoint (it waits for this row to cancel its messages: waiting for it
+    here would deadlock), as that submit completes the timepoint anyway."""
+    timepoint = db.session.scalars(
+        select(Timepoint)
+        .where(Timepoint.id == timepoint_id, Timepoint.status == TimepointStatus.SCHEDULED)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if timepoint is not None:
+        timepoint.status = TimepointStatus.SENT
 
 
 def _not_wanted(row: Notification, found, now: datetime) -> tuple[str, str] | None:

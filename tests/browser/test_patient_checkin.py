@@ -274,7 +274,7 @@ def test_patient_answers_the_day_1_checkin_on_a_phone_and_the_nurse_sees_it(
     points = nurse.get_by_role("table", name=re.compile("^Follow-up points of the procedure"))
     day1_point = points.locator("tbody tr").filter(has=nurse.get_by_text("FU-D1", exact=True))
     expect(day1_point.locator("td")).to_have_text(
-        ["FU-D1", "Day 1 check-in", "Tue Nov 24, 2026", "Nov 24 to Nov 26, 2026", "Completed"]
+        ["FU-D1", "Day 1 check-in", "Tue Nov 24, 2026", "Nov 24 to Nov 26, 2026", "Answered"]
     )
 
 

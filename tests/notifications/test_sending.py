@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from clinic import email
 from clinic.extensions import db
-from clinic.followup.models import StaffTask
+from clinic.followup.models import StaffTask, Timepoint
 from clinic.models import Patient
 from clinic.notifications import dispatcher, emails, sending
 from clinic.notifications.models import Notification, Status, Suppression
@@ -367,12 +367,18 @@ def test_a_follow_up_non_responder_becomes_a_staff_task(napp, nctx, clinic, head
     ).all()
     task_row = next(r for r in rows if r.kind == "checkin_no_response")  # day 1's
     invite = next(r for r in rows if r.kind == "checkin" and r.cause_id == task_row.cause_id)
+    timepoint = db.session.get(Timepoint, invite.cause_id)
+    assert timepoint.status == "scheduled"
     claim(invite, invite.due_at)
     assert sending.deliver(invite.id, now=invite.due_at) == "sent"
     (msg,) = arrived(inbox, invite)
     assert "/checkin/" in msg.get_body(("plain",)).get_content()
+    db.session.expire_all()
+    assert db.session.get(Timepoint, invite.cause_id).status == "sent"  # invited, not answered
     claim(task_row, task_row.due_at)
     assert sending.deliver(task_row.id, now=task_row.due_at) == "task"
+    db.session.expire_all()
+    assert db.session.get(Timepoint, invite.cause_id).status == "missed"
     (task,) = db.session.scalars(
         select(StaffTask).where(StaffTask.kind == "followup_no_response")
     ).all()
@@ -382,8 +388,6 @@ def test_a_follow_up_non_responder_becomes_a_staff_task(napp, nctx, clinic, head
 
 def _record_procedure(napp, clinic, headers, performed_on: str = "2026-11-24"):
     """Record a procedure for patient 2 through the API; its 6-week timepoint and messages."""
-    from clinic.followup.models import Timepoint
-
     record_procedure(napp.test_client(), headers, clinic, performed_on=performed_on)
     week6 = db.session.scalar(
         select(Timepoint).where(
