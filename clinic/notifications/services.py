@@ -307,10 +307,14 @@ def appointment_cancelled(appointment: Appointment, *, now: datetime) -> Notific
 def appointment_status_changed(
     appointment: Appointment, old: str, *, now: datetime
 ) -> Notification | None:
-    """No-show: the "we missed you" message; any other end of the road: nothing more to send."""
+    """No-show: the "we missed you" message; any other end of the road: nothing more to send.
+    A no-show undone (back to booked) takes that message and the call-back task back."""
     status = appointment.status
     if status == AppointmentStatus.CANCELLED:
         return appointment_cancelled(appointment, now=now)
+    if old == AppointmentStatus.NOSHOW and status == AppointmentStatus.BOOKED:
+        _no_show_undone(appointment, now=now)
+        return None
     if status in (AppointmentStatus.BOOKED, AppointmentStatus.PENDING):
         return None
     if status in (AppointmentStatus.ARRIVED, AppointmentStatus.CHECKED_IN):
@@ -331,15 +335,15 @@ def appointment_status_changed(
     )
     for step in schedule().steps(appointment.appointment_type.code):
         if step.hours_after_no_show is not None:
-            exists = db.session.scalar(
-                select(Notification.id).where(
+            earlier = db.session.execute(
+                select(Notification.status, Notification.revision).where(
                     Notification.cause_type == APPOINTMENT,
                     Notification.cause_id == appointment.id,
                     Notification.kind == step.kind,
                 )
-            )
-            if exists:
-                return None
+            ).all()
+            if any(row.status != Status.CANCELLED for row in earlier):
+                return None  # one "we missed you" per appointment; an undone one is cancelled
             due = schedules.within_send_hours(
                 now + timedelta(hours=step.hours_after_no_show),
                 http.clinic_tz(),
@@ -353,8 +357,48 @@ def appointment_status_changed(
                 due_at=due,
                 now=now,
                 routine=True,
+                revision=max((row.revision for row in earlier), default=-1) + 1,
             )
     return None
+
+
+def _no_show_undone(appointment: Appointment, *, now: datetime) -> None:
+    """Staff marked a no-show by mistake: the "we missed you" message not yet sent and the
+    call-back task go, and reminders the no-show cancelled come back if still ahead."""
+    steps = schedule().steps(appointment.appointment_type.code)
+    no_show_kinds = [s.kind for s in steps if s.hours_after_no_show is not None]
+    db.session.execute(
+        update(Notification)
+        .where(
+            Notification.cause_type == APPOINTMENT,
+            Notification.cause_id == appointment.id,
+            Notification.kind.in_(no_show_kinds),
+            Notification.status.in_(OPEN_STATUSES),
+        )
+        .values(status=Status.CANCELLED, last_error="no-show undone", updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    db.session.execute(
+        update(StaffTask)
+        .where(
+            StaffTask.cause_type == APPOINTMENT,
+            StaffTask.cause_id == appointment.id,
+            StaffTask.kind == "no_show",
+            StaffTask.done_at.is_(None),
+        )
+        .values(done_at=now, note="The no-show was undone: the appointment is booked again.")
+        .execution_options(synchronize_session="fetch")
+    )
+    reminders = [s for s in steps if s.hours_before is not None]
+    latest: dict[str, Notification] = {}
+    for row in _reminders_locked(appointment, [step.kind for step in reminders]):
+        latest[row.kind] = row
+    for step in reminders:
+        row = latest.get(step.kind)
+        if row is None or row.status != Status.CANCELLED:
+            continue
+        if _reminder_due(appointment, step.hours_before) > now:
+            _reminder(appointment, step, now=now, revision=row.revision + 1)
 
 
 RESENDABLE = (Status.SENT, Status.FAILED, Status.SKIPPED)  # not cancelled: its cause is gone

@@ -181,6 +181,80 @@ def test_a_no_show_cancels_reminders_and_queues_the_follow_up(napp, clinic, head
         assert no_show.due_at == FIXED_NOW + timedelta(hours=24)  # Wed 10:00, in send hours
 
 
+def _set_status(client, headers, appointment_id: int, status: str) -> None:
+    response = client.post(
+        f"/api/v1/appointments/{appointment_id}/status",
+        json={"status": status},
+        headers=headers["front_desk"],
+    )
+    assert response.status_code == 200, response.get_json()
+
+
+def test_a_no_show_undone_takes_back_its_message_and_task_and_restores_reminders(
+    napp, clinic, headers
+):
+    """Old code left the "we missed you" message pending (it went out) and the call-back task
+    open when staff corrected a no-show, and a second no-show later never got its message."""
+    from clinic.followup.models import StaffTask
+
+    client = napp.test_client()
+    # Marked no-show by mistake the day before the visit: its 24 h reminder is still ahead.
+    appt = book(client, headers["front_desk"], clinic, start="2026-11-25T13:00:00-05:00")
+    _set_status(client, headers, appt["id"], "noshow")
+    with napp.app_context():
+        rows = by_kind(rows_for("appointment", appt["id"]))
+        assert [r.status for r in rows["reminder_24h"]] == [Status.CANCELLED]
+        assert [r.status for r in rows["no_show"]] == [Status.PENDING]
+        [task] = db.session.scalars(select(StaffTask).where(StaffTask.kind == "no_show")).all()
+        assert task.done_at is None
+
+    _set_status(client, headers, appt["id"], "booked")
+    with napp.app_context():
+        rows = by_kind(rows_for("appointment", appt["id"]))
+        assert [(r.status, r.last_error) for r in rows["no_show"]] == [
+            (Status.CANCELLED, "no-show undone")
+        ]
+        reminders = sorted(rows["reminder_24h"], key=lambda r: r.revision)
+        assert [(r.revision, r.status) for r in reminders] == [
+            (0, Status.CANCELLED),
+            (1, Status.PENDING),
+        ]
+        assert reminders[1].due_at == utc("2026-11-24T13:00:00-05:00")
+        [task] = db.session.scalars(select(StaffTask).where(StaffTask.kind == "no_show")).all()
+        assert task.done_at == FIXED_NOW and "undone" in task.note
+
+    # A real no-show later: a new message (the next revision) and a new task.
+    _set_status(client, headers, appt["id"], "noshow")
+    with napp.app_context():
+        rows = by_kind(rows_for("appointment", appt["id"]))
+        assert sorted((r.revision, r.status) for r in rows["no_show"]) == [
+            (0, Status.CANCELLED),
+            (1, Status.PENDING),
+        ]
+        assert all(r.status == Status.CANCELLED for r in rows["reminder_24h"])
+        open_tasks = db.session.scalars(
+            select(StaffTask).where(StaffTask.kind == "no_show", StaffTask.done_at.is_(None))
+        ).all()
+        assert len(open_tasks) == 1
+
+
+def test_a_no_show_undone_after_its_message_went_sends_nothing_more(napp, clinic, headers):
+    client = napp.test_client()
+    appt = book(client, headers["front_desk"], clinic, start="2026-11-24T08:00:00-05:00")
+    _set_status(client, headers, appt["id"], "noshow")
+    with napp.app_context():
+        [row] = by_kind(rows_for("appointment", appt["id"]))["no_show"]
+        row.status = Status.SENT
+        db.session.commit()
+    _set_status(client, headers, appt["id"], "booked")
+    _set_status(client, headers, appt["id"], "noshow")
+    with napp.app_context():
+        rows = by_kind(rows_for("appointment", appt["id"]))
+        assert [r.status for r in rows["no_show"]] == [Status.SENT]  # one per appointment
+        # The reminders were for a time already past: none comes back.
+        assert not [r for r in rows["reminder_24h"] if r.status == Status.PENDING]
+
+
 # -- line 6: reschedule re-times, cancel cancels -------------------------------------------------
 
 
