@@ -157,6 +157,18 @@ def _mark_invited(timepoint_id: int) -> None:
         timepoint.status = TimepointStatus.SENT
 
 
+# What staff read in a confidential-contact task: which message to give by other means.
+MESSAGE_NAMES = {
+    "appointment_confirmation": "appointment confirmation",
+    "appointment_update": "appointment change notice",
+    "appointment_cancellation": "cancellation notice",
+    "appointment_reminder": "appointment reminder",
+    "missed_appointment": "missed-appointment message",
+    "checkin_invitation": "follow-up check-in invitation",
+    "intake_acknowledgement": "request acknowledgement",
+}
+
+
 def _not_wanted(row: Notification, found, now: datetime) -> tuple[str, str] | None:
     """(status, reason) when this message must not go out now, else None."""
     if row.kind in STAFF_KINDS:
@@ -178,11 +190,12 @@ def _not_wanted(row: Notification, found, now: datetime) -> tuple[str, str] | No
     if row.channel == "task":
         return None
     if patient.confidential_comms_request:
+        what = MESSAGE_NAMES.get(row.template, row.kind.replace("_", " "))
         _staff_task(
             patient.id,
             "confidential_contact",
-            "Contact the patient as they asked "
-            "(confidential-communication request); no automatic email was sent",
+            "Contact the patient as they asked (confidential-communication request): "
+            f"their {what} was not emailed",
             row,
             now,
         )

@@ -366,6 +366,10 @@ def test_a_confidential_request_holds_back_every_kind_and_every_resend(
         [confirmation.id, cancellation.id, cancellation.id, checkin.id]
     )
     assert all("sister" not in t.title for t in tasks)
+    titles = {t.cause_id: t.title.split(": ", 1)[1] for t in tasks}
+    assert titles[confirmation.id] == "their appointment confirmation was not emailed"
+    assert titles[cancellation.id] == "their cancellation notice was not emailed"
+    assert titles[checkin.id] == "their follow-up check-in invitation was not emailed"
 
 
 def test_a_bounced_address_gets_no_resend_and_an_unsubscribed_one_only_essentials(

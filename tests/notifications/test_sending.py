@@ -179,6 +179,7 @@ def test_consent_and_confidential_communication_are_honoured(
         assert row.last_error == "confidential-communication request"
         (task,) = db.session.scalars(select(StaffTask)).all()
         assert task.kind == "confidential_contact" and task.patient_id == patient.id
+        assert task.title.endswith(": their appointment confirmation was not emailed")
         assert "work phone" not in task.title
 
 
