@@ -384,6 +384,30 @@ def _check_daily_cap(
         )
 
 
+def staff_slot_location(
+    provider: Provider,
+    appointment_type: AppointmentType,
+    start: datetime,
+    *,
+    exclude_id: int | None = None,
+) -> int:
+    """The location where staff can book this start, or SlotUnavailable (DailyCapReached past
+    the type's per-day cap). Takes no lock: a booking takes it first (_where)."""
+    # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
+    # but not over time off (the database guard covers appointments only) nor past the
+    # type's per-day cap.
+    start = start.astimezone(UTC)  # elapsed time: a zone's wall clock skips on DST nights
+    end = start + timedelta(minutes=appointment_type.duration_minutes)
+    rules = rules_for(appointment_type)
+    span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)
+    taken = _busy(provider.id, span.start, span.end, exclude_id)
+    location_id = None if taken else staff_location(provider, start, end)
+    if location_id is None:
+        raise SlotUnavailable("That time is not offered.")
+    _check_daily_cap(provider, appointment_type, start, location_id, exclude_id)
+    return location_id
+
+
 def _lock_capped_type(provider: Provider, appointment_type: AppointmentType) -> None:
     """Serialize the provider's bookings of a type with a per-day cap, until commit.
 
@@ -415,23 +439,11 @@ def _where(
     if appointment_type.daily_cap is not None:
         _lock_capped_type(provider, appointment_type)
     if staff:
-        # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
-        # but not over time off (the database guard covers appointments only) nor past the
-        # type's per-day cap.
-        start = start.astimezone(UTC)  # elapsed time: a zone's wall clock skips on DST nights
-        end = start + timedelta(minutes=appointment_type.duration_minutes)
-        rules = rules_for(appointment_type)
-        span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)
-        taken = _busy(provider.id, span.start, span.end, exclude_id)
-        location_id = None if taken else staff_location(provider, start, end)
-        if location_id is not None:
-            _check_daily_cap(provider, appointment_type, start, location_id, exclude_id)
-    else:
-        slot = _offered(appointment_type, provider, start, now, exclude_id)
-        location_id = slot.location_id if slot else None
-    if location_id is None:
+        return staff_slot_location(provider, appointment_type, start, exclude_id=exclude_id)
+    slot = _offered(appointment_type, provider, start, now, exclude_id)
+    if slot is None:
         raise SlotUnavailable("That time is not offered.")
-    return location_id
+    return slot.location_id
 
 
 def book_appointment(

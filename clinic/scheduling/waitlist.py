@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from clinic import audit
@@ -17,11 +17,9 @@ from clinic.extensions import db
 from clinic.models import Patient, StaffUser
 from clinic.scheduling import services
 from clinic.scheduling.models import (
-    ACTIVE_STATUSES,
     Appointment,
     AppointmentStatus,
     Provider,
-    TimeOff,
     WaitlistEntry,
 )
 
@@ -41,24 +39,16 @@ class FreedSlot:
 
 
 def _still_free(appointment: Appointment) -> bool:
-    """No active appointment and no time off of the provider over the occupied span, and the
-    provider still works then (hours, schedule exceptions, clinic closures)."""
-    overlapping = exists().where(
-        Appointment.provider_id == appointment.provider_id,
-        Appointment.status.in_(ACTIVE_STATUSES),
-        Appointment.occupied_start < appointment.occupied_end,
-        Appointment.occupied_end > appointment.occupied_start,
-    )
-    time_off = exists().where(
-        TimeOff.provider_id == appointment.provider_id,
-        TimeOff.start_at < appointment.occupied_end,
-        TimeOff.end_at > appointment.occupied_start,
-    )
-    if db.session.scalar(select(overlapping | time_off)):
+    """Whether staff booking would take this time now: the booking's own check
+    (services.staff_slot_location: no active appointment or time off over it, the provider
+    works then, the type's per-day cap not reached that day), so an offered slot can be booked."""
+    try:
+        services.staff_slot_location(
+            appointment.provider, appointment.appointment_type, appointment.start_at
+        )
+    except services.SlotUnavailable:
         return False
-    end = appointment.start_at + timedelta(minutes=appointment.appointment_type.duration_minutes)
-    # what staff booking checks (services._where), so an offered slot can be booked
-    return services.staff_location(appointment.provider, appointment.start_at, end) is not None
+    return True
 
 
 def freed_slots(now: datetime) -> list[FreedSlot]:

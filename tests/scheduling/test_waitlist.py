@@ -269,6 +269,25 @@ def test_a_freed_slot_the_provider_no_longer_works_is_not_offered(
     assert b"No freed slots right now." in client.get(PAGE).data
 
 
+def test_a_freed_slot_past_the_daily_cap_is_not_offered(app, client, schedule, login, booker):
+    """Booking it would be refused for the type's per-day cap, so it is not offered: the same
+    check as the booking, per provider and day."""
+    patel, brennan = schedule["providers"]
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    with app.app_context():
+        db.session.get(AppointmentType, schedule["types"]["consultation"]).daily_cap = 1
+        db.session.commit()
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+    book(app, booker, p[1], brennan, SLOT + timedelta(hours=5))  # another provider: no matter
+    book(app, booker, p[2], patel, SLOT + timedelta(days=1))  # another day: no matter
+    login("front_desk")
+    assert name(app, p[10]) in freed_section(client.get(PAGE).get_data(as_text=True))
+
+    book(app, booker, p[3], patel, SLOT + timedelta(hours=5))  # Patel's one for Thursday
+    assert b"No freed slots right now." in client.get(PAGE).data
+
+
 def test_offering_books_the_slot_in_one_step(app, client, schedule, login, booker):
     patel = schedule["providers"][0]
     p = schedule["patients"]
