@@ -1,4 +1,4 @@
-"""Waitlist services: who waits for what, the slots cancellations free up, booking one.
+"""Waitlist services: who waits for what, the slots that free up, booking one.
 
 They flush and never commit.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import contains_eager, joinedload
 
 from clinic import audit
 from clinic.errors import DomainError, ValidationFailed
@@ -18,7 +18,8 @@ from clinic.models import Patient, StaffUser
 from clinic.scheduling import services
 from clinic.scheduling.models import (
     Appointment,
-    AppointmentStatus,
+    FreedTime,
+    Location,
     Provider,
     WaitlistEntry,
 )
@@ -28,56 +29,57 @@ class SlotPassed(services.SlotUnavailable):
     """The freed slot is in the past now, or its provider stopped taking appointments."""
 
 
-FREED_WITHIN = timedelta(days=14)  # cancellations this recent are offered to the waitlist
+FREED_WITHIN = timedelta(days=14)  # times given up this recently are offered to the waitlist
 MAX_FREED_SLOTS = 200
 
 
 @dataclass(frozen=True)
 class FreedSlot:
-    appointment: Appointment  # the cancelled one: its provider, type, place and time
+    freed: FreedTime  # the provider, type and time given up; by what and when
+    location: Location  # where booking it puts the appointment now
     matches: list[WaitlistEntry]
 
 
-def _still_free(appointment: Appointment) -> bool:
-    """Whether staff booking would take this time now: the booking's own check
-    (services.staff_slot_location: no active appointment or time off over it, the provider
-    works then, the type's per-day cap not reached that day), so an offered slot can be booked."""
+def _still_free(freed: FreedTime) -> int | None:
+    """Where staff booking would put this freed time, or None if it would refuse it: the
+    same check as the booking (another appointment or time off over it, the provider's hours,
+    schedule exceptions and clinic closures, the type's per-day cap)."""
     try:
-        services.staff_slot_location(
-            appointment.provider, appointment.appointment_type, appointment.start_at
-        )
+        return services.staff_slot_location(freed.provider, freed.appointment_type, freed.start_at)
     except services.SlotUnavailable:
-        return False
-    return True
+        return None
 
 
 def freed_slots(now: datetime) -> list[FreedSlot]:
-    """Future times of recent cancellations that nobody has taken since, with who waits."""
-    cancelled = db.session.scalars(
-        select(Appointment)
+    """Future times given up lately (cancelled, moved away, entered in error) that staff
+    could book now, earliest first, with who waits for them."""
+    freed_times = db.session.scalars(
+        select(FreedTime)
+        .join(FreedTime.provider)
         .options(
-            joinedload(Appointment.provider),
-            joinedload(Appointment.appointment_type),
-            joinedload(Appointment.location),
+            contains_eager(FreedTime.provider),
+            joinedload(FreedTime.appointment_type),
+            joinedload(FreedTime.appointment),
         )
         .where(
-            Appointment.status == AppointmentStatus.CANCELLED,
-            Appointment.cancelled_at >= now - FREED_WITHIN,
-            Appointment.start_at > now,
+            FreedTime.freed_at >= now - FREED_WITHIN,
+            FreedTime.start_at > now,
+            Provider.active.is_(True),
         )
-        .order_by(Appointment.start_at, Appointment.provider_id, Appointment.id)
+        .order_by(FreedTime.start_at, FreedTime.provider_id, FreedTime.freed_at.desc())
         .limit(MAX_FREED_SLOTS)
     ).all()
     seen: set[tuple] = set()
     found = []
-    for appointment in cancelled:
-        key = (appointment.provider_id, appointment.appointment_type_id, appointment.start_at)
-        if key in seen:  # cancelled, rebooked and cancelled again: one slot
+    for freed in freed_times:
+        key = (freed.provider_id, freed.appointment_type_id, freed.start_at)
+        if key in seen:  # freed, taken and freed again: one slot, the latest reason
             continue
         seen.add(key)
-        if not appointment.provider.active or not _still_free(appointment):
-            continue
-        found.append(FreedSlot(appointment, list(services.waitlist_matches(appointment))))
+        location_id = _still_free(freed)
+        if location_id is not None:
+            location = db.session.get(Location, location_id)
+            found.append(FreedSlot(freed, location, list(services.waitlist_matches(freed))))
     return found
 
 

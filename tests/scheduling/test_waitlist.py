@@ -1,4 +1,5 @@
-"""The waitlist: adding patients, freed slots after cancellations, booking one in one step."""
+"""The waitlist: adding patients, the slots that free up (cancelled, moved away, entered in
+error), booking one in one step."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from clinic.scheduling.models import (
     WaitlistEntry,
 )
 from tests.conftest import FIXED_NOW
+from tests.scheduling.conftest import appointment_audit_events
 
 SLOT = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)  # Thu 09:00 in New York
 PAGE = "/staff/waitlist"
@@ -58,6 +60,29 @@ def cancel(app, actor_id, appointment_id, now=FIXED_NOW) -> None:
         db.session.commit()
 
 
+def reschedule(app, actor_id, appointment_id, start, provider_id=None) -> None:
+    with app.app_context():
+        services.reschedule(
+            db.session.get(Appointment, appointment_id),
+            start,
+            now=FIXED_NOW,
+            actor=db.session.get(StaffUser, actor_id),
+            provider=db.session.get(Provider, provider_id) if provider_id else None,
+        )
+        db.session.commit()
+
+
+def set_status(app, actor_id, appointment_id, status) -> None:
+    with app.app_context():
+        services.change_status(
+            db.session.get(Appointment, appointment_id),
+            status,
+            now=FIXED_NOW,
+            actor=db.session.get(StaffUser, actor_id),
+        )
+        db.session.commit()
+
+
 def add_entry(app, patient_id, type_id, provider_id=None, days_ago=0, note="") -> int:
     with app.app_context():
         entry = WaitlistEntry(
@@ -88,6 +113,17 @@ def freed_section(html: str) -> str:
 
 def urls(html: str) -> list[str]:
     return re.findall(r'(?:href|action)="([^"]*)"', html)
+
+
+def freed_rows(html: str) -> list[str]:
+    """Each freed slot's when, visit, provider and why, as text joined by ' | '."""
+    body = freed_section(html).split("<tbody>", 1)[-1].split("</tbody>", 1)[0]
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S):
+        cells = re.findall(r"<td>(.*?)</td>", row, flags=re.S)
+        text = [" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in cells[:4]]
+        rows.append(" | ".join(text))
+    return rows
 
 
 def test_add_an_entry_and_see_it_listed(app, client, schedule, login):
@@ -267,6 +303,77 @@ def test_a_freed_slot_the_provider_no_longer_works_is_not_offered(
         db.session.add(not_working(schedule))
         db.session.commit()
     assert b"No freed slots right now." in client.get(PAGE).data
+
+
+def test_a_time_moved_away_from_is_offered(app, client, schedule, login, booker):
+    """A reschedule keeps the appointment's row and moves it: the time it left frees up as a
+    cancellation's does, whether it moved to another time or to another provider."""
+    patel, brennan = schedule["providers"]
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    moved = book(app, booker, p[0], patel, SLOT)
+    reschedule(app, booker, moved, SLOT + timedelta(days=1))  # to Fri 9 AM
+    to_patel = book(app, booker, p[1], brennan, SLOT + timedelta(hours=4))  # Thu 1 PM
+    reschedule(app, booker, to_patel, SLOT + timedelta(hours=4), provider_id=patel)
+    login("front_desk")
+
+    html = client.get(PAGE).get_data(as_text=True)
+    assert freed_rows(html) == [
+        "Thu Nov 26, 2026 9:00 AM | New-patient consultation | Dr. Anika Patel Main Street"
+        " | Rescheduled Tue Nov 24, 10:00 AM",
+        "Thu Nov 26, 2026 1:00 PM | New-patient consultation | Dr. Thomas Brennan Main Street"
+        " | Rescheduled Tue Nov 24, 10:00 AM",
+    ]
+    offers = re.findall(r"Offer this slot to ([^<]+)</button>", freed_section(html))
+    assert offers == [name(app, p[10])] * 2
+    assert f'name="provider_id" value="{brennan}"' in freed_section(html)
+    # Both moves are audited as before, with the old and the new time.
+    with app.app_context():
+        moves = [e for e in appointment_audit_events() if e.action == "update"]
+        assert [(e.resource_id, e.changed_fields) for e in moves] == [
+            (str(moved), ["start_at", "provider_id", "location_id"]),
+            (str(to_patel), ["start_at", "provider_id", "location_id"]),
+        ]
+        assert moves[0].reason.startswith(f"from {SLOT.isoformat()} provider {patel}")
+
+    # Moved back, the time is taken again and the one it left in between is free instead.
+    reschedule(app, booker, moved, SLOT)
+    rows = freed_rows(client.get(PAGE).get_data(as_text=True))
+    assert [row.split(" | ")[0] for row in rows] == [
+        "Thu Nov 26, 2026 1:00 PM",
+        "Fri Nov 27, 2026 9:00 AM",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "status", "offered"),
+    [
+        (SLOT, AppointmentStatus.ENTERED_IN_ERROR, "Entered in error Tue Nov 24, 10:00 AM"),
+        (SLOT, AppointmentStatus.CANCELLED, "Cancelled Tue Nov 24, 10:00 AM"),
+        # Begun before it is marked: its time has come, nothing is left to offer.
+        (FIXED_NOW - timedelta(minutes=30), AppointmentStatus.NOSHOW, None),
+        (FIXED_NOW - timedelta(minutes=30), AppointmentStatus.ENTERED_IN_ERROR, None),
+        (FIXED_NOW - timedelta(minutes=30), AppointmentStatus.CANCELLED, None),
+    ],
+    ids=["entered-in-error", "cancelled", "no-show", "begun-in-error", "begun-cancelled"],
+)
+def test_what_a_status_change_frees(app, client, schedule, login, booker, start, status, offered):
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    appointment = book(app, booker, p[0], schedule["providers"][0], start)
+    if status == AppointmentStatus.CANCELLED:
+        cancel(app, booker, appointment)
+    else:
+        set_status(app, booker, appointment, status)
+    login("front_desk")
+    rows = freed_rows(client.get(PAGE).get_data(as_text=True))
+    if offered is None:
+        assert rows == []
+    else:
+        assert rows == [
+            "Thu Nov 26, 2026 9:00 AM | New-patient consultation | Dr. Anika Patel Main Street"
+            f" | {offered}"
+        ]
 
 
 def test_a_freed_slot_past_the_daily_cap_is_not_offered(app, client, schedule, login, booker):
