@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy import exists, select
+from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from clinic import audit
 from clinic.errors import DomainError, ValidationFailed
@@ -17,10 +17,12 @@ from clinic.extensions import db
 from clinic.models import Patient, StaffUser
 from clinic.scheduling import services
 from clinic.scheduling.models import (
+    ACTIVE_STATUSES,
     Appointment,
     FreedTime,
     Location,
     Provider,
+    TimeOff,
     WaitlistEntry,
 )
 
@@ -30,7 +32,7 @@ class SlotPassed(services.SlotUnavailable):
 
 
 FREED_WITHIN = timedelta(days=14)  # times given up this recently are offered to the waitlist
-MAX_FREED_SLOTS = 200
+MAX_FREED_SLOTS = 200  # shown at most; also the size of each page read
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,31 @@ def _still_free(freed: FreedTime) -> int | None:
         return None
 
 
-def freed_slots(now: datetime) -> list[FreedSlot]:
-    """Future times given up lately (cancelled, moved away, entered in error) that staff
-    could book now, earliest first, with who waits for them."""
-    freed_times = db.session.scalars(
+def _candidates(now: datetime):
+    """Recently freed future times, by start, that no later record of the same time replaces
+    and that SQL can already tell are free (active provider; no active appointment and no
+    time off over the span recorded): the cheap part of _still_free, so that the stale rows
+    most often found (a time booked again) cost no queries of their own."""
+    later = aliased(FreedTime)
+    replaced = exists().where(
+        later.provider_id == FreedTime.provider_id,
+        later.appointment_type_id == FreedTime.appointment_type_id,
+        later.start_at == FreedTime.start_at,
+        (later.freed_at > FreedTime.freed_at)
+        | ((later.freed_at == FreedTime.freed_at) & (later.id > FreedTime.id)),
+    )
+    taken = exists().where(
+        Appointment.provider_id == FreedTime.provider_id,
+        Appointment.status.in_(ACTIVE_STATUSES),
+        Appointment.occupied_start < FreedTime.occupied_end,
+        Appointment.occupied_end > FreedTime.occupied_start,
+    )
+    time_off = exists().where(
+        TimeOff.provider_id == FreedTime.provider_id,
+        TimeOff.start_at < FreedTime.occupied_end,
+        TimeOff.end_at > FreedTime.occupied_start,
+    )
+    return (
         select(FreedTime)
         .join(FreedTime.provider)
         .options(
@@ -65,22 +88,47 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
             FreedTime.freed_at >= now - FREED_WITHIN,
             FreedTime.start_at > now,
             Provider.active.is_(True),
+            ~replaced,
+            ~taken,
+            ~time_off,
         )
-        .order_by(FreedTime.start_at, FreedTime.provider_id, FreedTime.freed_at.desc())
-        .limit(MAX_FREED_SLOTS)
-    ).all()
-    seen: set[tuple] = set()
-    found = []
-    for freed in freed_times:
-        key = (freed.provider_id, freed.appointment_type_id, freed.start_at)
-        if key in seen:  # freed, taken and freed again: one slot, the latest reason
-            continue
-        seen.add(key)
-        location_id = _still_free(freed)
-        if location_id is not None:
-            location = db.session.get(Location, location_id)
-            found.append(FreedSlot(freed, location, list(services.waitlist_matches(freed))))
+        .order_by(FreedTime.start_at, FreedTime.provider_id, FreedTime.id)
+    )
+
+
+def freed_slots(now: datetime) -> list[FreedSlot]:
+    """Future times given up lately (cancelled, moved away, entered in error) that staff
+    could book now, earliest first, with who waits for them; at most MAX_FREED_SLOTS."""
+    query = _candidates(now)
+    found: list[FreedSlot] = []
+    after = None  # read in pages: the limit counts slots shown, not rows read
+    while len(found) < MAX_FREED_SLOTS:
+        page = query
+        if after is not None:
+            page = page.where(_past(after))
+        rows = db.session.scalars(page.limit(MAX_FREED_SLOTS)).all()
+        for freed in rows:
+            location_id = _still_free(freed)
+            if location_id is not None:
+                location = db.session.get(Location, location_id)
+                found.append(FreedSlot(freed, location, list(services.waitlist_matches(freed))))
+                if len(found) == MAX_FREED_SLOTS:
+                    break
+        if len(rows) < MAX_FREED_SLOTS:
+            break
+        after = rows[-1]
     return found
+
+
+def _past(last: FreedTime):
+    """Rows after ``last`` in the order of _candidates (start, provider, id)."""
+    return (FreedTime.start_at > last.start_at) | (
+        (FreedTime.start_at == last.start_at)
+        & (
+            (FreedTime.provider_id > last.provider_id)
+            | ((FreedTime.provider_id == last.provider_id) & (FreedTime.id > last.id))
+        )
+    )
 
 
 def add_entry(

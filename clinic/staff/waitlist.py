@@ -135,6 +135,7 @@ def _render(form: WaitlistForm | None, code: int = 200):
         entries=entries,
         freed=waitlist_services.freed_slots(now),
         freed_by=FREED_BY_LABELS,
+        max_freed=waitlist_services.MAX_FREED_SLOTS,
         freed_within_days=waitlist_services.FREED_WITHIN.days,
         form=form if manage else None,
         manage=manage,

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from clinic.extensions import db
 from clinic.models import AuditEvent, Patient, StaffUser
 from clinic.scheduling import services
+from clinic.scheduling import waitlist as waitlist_services
 from clinic.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -374,6 +375,74 @@ def test_what_a_status_change_frees(app, client, schedule, login, booker, start,
             "Thu Nov 26, 2026 9:00 AM | New-patient consultation | Dr. Anika Patel Main Street"
             f" | {offered}"
         ]
+
+
+FOUR_STARTS = (0, 1, 2, 4)  # hours after 9 AM (noon is lunch): one more than the limit set below
+
+
+def _stale_rebooked(app, booker, schedule, day):
+    """Freed, then booked again by someone else."""
+    p, patel = schedule["patients"], schedule["providers"][0]
+    for i, hour in enumerate(FOUR_STARTS):
+        cancel(app, booker, book(app, booker, p[i], patel, day + timedelta(hours=hour)))
+        book(app, booker, p[20 + i], patel, day + timedelta(hours=hour))
+
+
+def _stale_day_off(app, booker, schedule, day):
+    """Freed, then the provider took the day off (only the staff booking check can tell)."""
+    p, patel = schedule["patients"], schedule["providers"][0]
+    for i, hour in enumerate(FOUR_STARTS):
+        cancel(app, booker, book(app, booker, p[i], patel, day + timedelta(hours=hour)))
+    with app.app_context():
+        db.session.add(ScheduleException(provider_id=patel, day=day.date(), reason="Off"))
+        db.session.commit()
+
+
+def _stale_freed_again(app, booker, schedule, day):
+    """One time freed four times over: one slot (it is listed, once)."""
+    p, patel = schedule["patients"], schedule["providers"][0]
+    for i in range(len(FOUR_STARTS)):
+        cancel(app, booker, book(app, booker, p[i], patel, day))
+
+
+@pytest.mark.parametrize(
+    ("make_stale", "listed_first"),
+    [
+        (_stale_rebooked, []),
+        (_stale_day_off, []),
+        (_stale_freed_again, ["Wed Nov 25, 2026 9:00 AM"]),
+    ],
+    ids=["rebooked", "day-off", "freed-again"],
+)
+def test_stale_freed_times_do_not_crowd_out_free_ones(
+    app, client, schedule, login, booker, monkeypatch, make_stale, listed_first
+):
+    """The limit counts the slots shown: more stale rows than it, earlier than a free slot,
+    do not hide that slot."""
+    monkeypatch.setattr(waitlist_services, "MAX_FREED_SLOTS", 3)
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    make_stale(app, booker, schedule, SLOT - timedelta(days=1))  # from Wed 9 AM
+    cancel(app, booker, book(app, booker, p[5], schedule["providers"][0], SLOT))
+    login("front_desk")
+    rows = freed_rows(client.get(PAGE).get_data(as_text=True))
+    assert [row.split(" | ")[0] for row in rows] == [*listed_first, "Thu Nov 26, 2026 9:00 AM"]
+
+
+def test_at_most_max_freed_slots_are_shown(app, client, schedule, login, booker, monkeypatch):
+    monkeypatch.setattr(waitlist_services, "MAX_FREED_SLOTS", 3)
+    p = schedule["patients"]
+    for i, hour in enumerate(FOUR_STARTS):  # Thu 9, 10, 11 AM and 1 PM
+        start = SLOT + timedelta(hours=hour)
+        cancel(app, booker, book(app, booker, p[i], schedule["providers"][0], start))
+    login("front_desk")
+    html = client.get(PAGE).get_data(as_text=True)
+    assert [row.split(" | ")[0] for row in freed_rows(html)] == [
+        "Thu Nov 26, 2026 9:00 AM",
+        "Thu Nov 26, 2026 10:00 AM",
+        "Thu Nov 26, 2026 11:00 AM",
+    ]
+    assert "At most 3 freed slots are listed, the earliest first." in html
 
 
 def test_a_freed_slot_past_the_daily_cap_is_not_offered(app, client, schedule, login, booker):
