@@ -231,6 +231,42 @@ class WaitlistEntry(db.Model):
     provider: Mapped[Provider | None] = relationship()
 
 
+class FreedBy(enum.StrEnum):
+    """What gave a provider's time up: cancelling, moving away, or entering it in error."""
+
+    CANCELLED = "cancelled"
+    MOVED = "moved"
+    ENTERED_IN_ERROR = "entered-in-error"
+
+
+class FreedTime(db.Model):
+    """A future time an appointment gave up, kept for the waitlist to offer.
+
+    A moved appointment keeps its row (old links lead to it) and holds only its new time, so
+    the time it left is written down here as it moves; cancelled and entered-in-error ones are
+    written down too, so the waitlist reads one table. No-shows free nothing: their time has
+    come. Whether the time is still free is decided when it is offered, not here.
+    """
+
+    __tablename__ = "freed_time"
+    __table_args__ = (Index("ix_freed_time_provider_start", "provider_id", "start_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointment.id"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    appointment_type_id: Mapped[int] = mapped_column(ForeignKey("appointment_type.id"))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occupied_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    occupied_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    freed_by: Mapped[str] = mapped_column(String(20))  # FreedBy
+    freed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    appointment: Mapped[Appointment] = relationship()
+    provider: Mapped[Provider] = relationship()
+    appointment_type: Mapped[AppointmentType] = relationship()
+
+
 class IdempotencyRecord(db.Model):
     """The first answer to a POST with an Idempotency-Key, replayed on retries."""
 

@@ -33,6 +33,8 @@ from clinic.scheduling.models import (
     AppointmentStatus,
     AppointmentType,
     ClinicClosure,
+    FreedBy,
+    FreedTime,
     Location,
     Provider,
     ProviderHours,
@@ -384,6 +386,30 @@ def _check_daily_cap(
         )
 
 
+def staff_slot_location(
+    provider: Provider,
+    appointment_type: AppointmentType,
+    start: datetime,
+    *,
+    exclude_id: int | None = None,
+) -> int:
+    """The location where staff can book this start, or SlotUnavailable (DailyCapReached past
+    the type's per-day cap). Takes no lock: a booking takes it first (_where)."""
+    # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
+    # but not over time off (the database guard covers appointments only) nor past the
+    # type's per-day cap.
+    start = start.astimezone(UTC)  # elapsed time: a zone's wall clock skips on DST nights
+    end = start + timedelta(minutes=appointment_type.duration_minutes)
+    rules = rules_for(appointment_type)
+    span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)
+    taken = _busy(provider.id, span.start, span.end, exclude_id)
+    location_id = None if taken else staff_location(provider, start, end)
+    if location_id is None:
+        raise SlotUnavailable("That time is not offered.")
+    _check_daily_cap(provider, appointment_type, start, location_id, exclude_id)
+    return location_id
+
+
 def _lock_capped_type(provider: Provider, appointment_type: AppointmentType) -> None:
     """Serialize the provider's bookings of a type with a per-day cap, until commit.
 
@@ -415,23 +441,11 @@ def _where(
     if appointment_type.daily_cap is not None:
         _lock_capped_type(provider, appointment_type)
     if staff:
-        # Staff may book off the grid, inside the notice period and after the fact (a walk-in),
-        # but not over time off (the database guard covers appointments only) nor past the
-        # type's per-day cap.
-        start = start.astimezone(UTC)  # elapsed time: a zone's wall clock skips on DST nights
-        end = start + timedelta(minutes=appointment_type.duration_minutes)
-        rules = rules_for(appointment_type)
-        span = av.Interval(start - rules.buffer_before, end + rules.buffer_after)
-        taken = _busy(provider.id, span.start, span.end, exclude_id)
-        location_id = None if taken else staff_location(provider, start, end)
-        if location_id is not None:
-            _check_daily_cap(provider, appointment_type, start, location_id, exclude_id)
-    else:
-        slot = _offered(appointment_type, provider, start, now, exclude_id)
-        location_id = slot.location_id if slot else None
-    if location_id is None:
+        return staff_slot_location(provider, appointment_type, start, exclude_id=exclude_id)
+    slot = _offered(appointment_type, provider, start, now, exclude_id)
+    if slot is None:
         raise SlotUnavailable("That time is not offered.")
-    return location_id
+    return slot.location_id
 
 
 def book_appointment(
@@ -503,6 +517,31 @@ def _lock(appointment: Appointment) -> None:
     db.session.get(Appointment, appointment.id, with_for_update=True, populate_existing=True)
 
 
+def _freed_time(appointment: Appointment, by: FreedBy, *, now: datetime) -> FreedTime | None:
+    """The appointment's current time as given up, for the waitlist; None if it has begun."""
+    if appointment.start_at <= now:
+        return None
+    return FreedTime(
+        appointment_id=appointment.id,
+        provider_id=appointment.provider_id,
+        appointment_type_id=appointment.appointment_type_id,
+        start_at=appointment.start_at,
+        end_at=appointment.end_at,
+        occupied_start=appointment.occupied_start,
+        occupied_end=appointment.occupied_end,
+        freed_by=by,
+        freed_at=now,
+    )
+
+
+# Status changes that give an appointment's time back (a no-show's time has come: it frees
+# nothing the waitlist could use).
+_FREES_TIME = {
+    AppointmentStatus.CANCELLED: FreedBy.CANCELLED,
+    AppointmentStatus.ENTERED_IN_ERROR: FreedBy.ENTERED_IN_ERROR,
+}
+
+
 def patient_may_change(appointment: Appointment, now: datetime) -> bool:
     """From the patient's link: only a booked, future, patient-bookable appointment."""
     return (
@@ -536,6 +575,7 @@ def reschedule(
     if not provider.active:
         raise ValidationFailed({"provider_id": ["This provider is not taking appointments."]})
     old = (appointment.start_at, appointment.provider_id, appointment.location_id)
+    left = _freed_time(appointment, FreedBy.MOVED, now=now)  # read before it moves
     location_id = _where(
         provider,
         appointment.appointment_type,
@@ -551,6 +591,11 @@ def reschedule(
     appointment.sequence += 1
     appointment.updated_at = now
     _flush_or_conflict()
+    if left is not None and (left.start_at, left.provider_id) != (
+        appointment.start_at,
+        appointment.provider_id,
+    ):
+        database.insert(left, keep=False)
     notifications.appointment_rescheduled(appointment, now=now)
     audit.record_about(
         "update",
@@ -599,6 +644,10 @@ def change_status(
     appointment.status = status
     appointment.updated_at = now
     _flush_or_conflict()
+    if old in ACTIVE_STATUSES and status in _FREES_TIME:
+        freed = _freed_time(appointment, _FREES_TIME[status], now=now)
+        if freed is not None:
+            database.insert(freed, keep=False)
     notifications.appointment_status_changed(appointment, old, now=now)
     audit.record_about(
         "update",
@@ -627,18 +676,20 @@ def cancel(
     )
 
 
-def waitlist_matches(appointment: Appointment) -> Sequence[WaitlistEntry]:
+def waitlist_matches(freed: FreedTime) -> Sequence[WaitlistEntry]:
     """Patients waiting for this type (and this provider, or any) when this time frees up."""
     return db.session.scalars(
         select(WaitlistEntry)
+        .options(joinedload(WaitlistEntry.patient))
         .where(
             WaitlistEntry.status == "waiting",
-            WaitlistEntry.patient_id != appointment.patient_id,  # not back to who cancelled
-            WaitlistEntry.appointment_type_id == appointment.appointment_type_id,
+            # not back to who gave it up
+            WaitlistEntry.patient_id != freed.appointment.patient_id,
+            WaitlistEntry.appointment_type_id == freed.appointment_type_id,
             (WaitlistEntry.provider_id.is_(None))
-            | (WaitlistEntry.provider_id == appointment.provider_id),
+            | (WaitlistEntry.provider_id == freed.provider_id),
         )
-        .order_by(WaitlistEntry.created_at)
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
 
 

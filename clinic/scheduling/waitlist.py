@@ -1,4 +1,4 @@
-"""Waitlist services: who waits for what, the slots cancellations free up, booking one.
+"""Waitlist services: who waits for what, the slots that free up, booking one.
 
 They flush and never commit.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from clinic import audit
 from clinic.errors import DomainError, ValidationFailed
@@ -19,7 +19,8 @@ from clinic.scheduling import services
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
     Appointment,
-    AppointmentStatus,
+    FreedTime,
+    Location,
     Provider,
     TimeOff,
     WaitlistEntry,
@@ -30,65 +31,104 @@ class SlotPassed(services.SlotUnavailable):
     """The freed slot is in the past now, or its provider stopped taking appointments."""
 
 
-FREED_WITHIN = timedelta(days=14)  # cancellations this recent are offered to the waitlist
-MAX_FREED_SLOTS = 200
+FREED_WITHIN = timedelta(days=14)  # times given up this recently are offered to the waitlist
+MAX_FREED_SLOTS = 200  # shown at most; also the size of each page read
 
 
 @dataclass(frozen=True)
 class FreedSlot:
-    appointment: Appointment  # the cancelled one: its provider, type, place and time
+    freed: FreedTime  # the provider, type and time given up; by what and when
+    location: Location  # where booking it puts the appointment now
     matches: list[WaitlistEntry]
 
 
-def _still_free(appointment: Appointment) -> bool:
-    """No active appointment and no time off of the provider over the occupied span, and the
-    provider still works then (hours, schedule exceptions, clinic closures)."""
-    overlapping = exists().where(
-        Appointment.provider_id == appointment.provider_id,
+def _still_free(freed: FreedTime) -> int | None:
+    """Where staff booking would put this freed time, or None if it would refuse it: the
+    same check as the booking (another appointment or time off over it, the provider's hours,
+    schedule exceptions and clinic closures, the type's per-day cap)."""
+    try:
+        return services.staff_slot_location(freed.provider, freed.appointment_type, freed.start_at)
+    except services.SlotUnavailable:
+        return None
+
+
+def _candidates(now: datetime):
+    """Recently freed future times, by start, that no later record of the same time replaces
+    and that SQL can already tell are free (active provider; no active appointment and no
+    time off over the span recorded): the cheap part of _still_free, so that the stale rows
+    most often found (a time booked again) cost no queries of their own."""
+    later = aliased(FreedTime)
+    replaced = exists().where(
+        later.provider_id == FreedTime.provider_id,
+        later.appointment_type_id == FreedTime.appointment_type_id,
+        later.start_at == FreedTime.start_at,
+        (later.freed_at > FreedTime.freed_at)
+        | ((later.freed_at == FreedTime.freed_at) & (later.id > FreedTime.id)),
+    )
+    taken = exists().where(
+        Appointment.provider_id == FreedTime.provider_id,
         Appointment.status.in_(ACTIVE_STATUSES),
-        Appointment.occupied_start < appointment.occupied_end,
-        Appointment.occupied_end > appointment.occupied_start,
+        Appointment.occupied_start < FreedTime.occupied_end,
+        Appointment.occupied_end > FreedTime.occupied_start,
     )
     time_off = exists().where(
-        TimeOff.provider_id == appointment.provider_id,
-        TimeOff.start_at < appointment.occupied_end,
-        TimeOff.end_at > appointment.occupied_start,
+        TimeOff.provider_id == FreedTime.provider_id,
+        TimeOff.start_at < FreedTime.occupied_end,
+        TimeOff.end_at > FreedTime.occupied_start,
     )
-    if db.session.scalar(select(overlapping | time_off)):
-        return False
-    end = appointment.start_at + timedelta(minutes=appointment.appointment_type.duration_minutes)
-    # what staff booking checks (services._where), so an offered slot can be booked
-    return services.staff_location(appointment.provider, appointment.start_at, end) is not None
+    return (
+        select(FreedTime)
+        .join(FreedTime.provider)
+        .options(
+            contains_eager(FreedTime.provider),
+            joinedload(FreedTime.appointment_type),
+            joinedload(FreedTime.appointment),
+        )
+        .where(
+            FreedTime.freed_at >= now - FREED_WITHIN,
+            FreedTime.start_at > now,
+            Provider.active.is_(True),
+            ~replaced,
+            ~taken,
+            ~time_off,
+        )
+        .order_by(FreedTime.start_at, FreedTime.provider_id, FreedTime.id)
+    )
 
 
 def freed_slots(now: datetime) -> list[FreedSlot]:
-    """Future times of recent cancellations that nobody has taken since, with who waits."""
-    cancelled = db.session.scalars(
-        select(Appointment)
-        .options(
-            joinedload(Appointment.provider),
-            joinedload(Appointment.appointment_type),
-            joinedload(Appointment.location),
-        )
-        .where(
-            Appointment.status == AppointmentStatus.CANCELLED,
-            Appointment.cancelled_at >= now - FREED_WITHIN,
-            Appointment.start_at > now,
-        )
-        .order_by(Appointment.start_at, Appointment.provider_id, Appointment.id)
-        .limit(MAX_FREED_SLOTS)
-    ).all()
-    seen: set[tuple] = set()
-    found = []
-    for appointment in cancelled:
-        key = (appointment.provider_id, appointment.appointment_type_id, appointment.start_at)
-        if key in seen:  # cancelled, rebooked and cancelled again: one slot
-            continue
-        seen.add(key)
-        if not appointment.provider.active or not _still_free(appointment):
-            continue
-        found.append(FreedSlot(appointment, list(services.waitlist_matches(appointment))))
+    """Future times given up lately (cancelled, moved away, entered in error) that staff
+    could book now, earliest first, with who waits for them; at most MAX_FREED_SLOTS."""
+    query = _candidates(now)
+    found: list[FreedSlot] = []
+    after = None  # read in pages: the limit counts slots shown, not rows read
+    while len(found) < MAX_FREED_SLOTS:
+        page = query
+        if after is not None:
+            page = page.where(_past(after))
+        rows = db.session.scalars(page.limit(MAX_FREED_SLOTS)).all()
+        for freed in rows:
+            location_id = _still_free(freed)
+            if location_id is not None:
+                location = db.session.get(Location, location_id)
+                found.append(FreedSlot(freed, location, list(services.waitlist_matches(freed))))
+                if len(found) == MAX_FREED_SLOTS:
+                    break
+        if len(rows) < MAX_FREED_SLOTS:
+            break
+        after = rows[-1]
     return found
+
+
+def _past(last: FreedTime):
+    """Rows after ``last`` in the order of _candidates (start, provider, id)."""
+    return (FreedTime.start_at > last.start_at) | (
+        (FreedTime.start_at == last.start_at)
+        & (
+            (FreedTime.provider_id > last.provider_id)
+            | ((FreedTime.provider_id == last.provider_id) & (FreedTime.id > last.id))
+        )
+    )
 
 
 def add_entry(

@@ -1,5 +1,6 @@
 """The waitlist: patients waiting for a kind of visit (with a provider, or any), and the slots
-that cancellations free up, each offered to the matching patients and booked in one step.
+that free up (cancelled, moved away, entered in error), each offered to the matching patients
+and booked in one step.
 
 Patient names appear on the page only: URLs carry ids, flash messages (kept in the session
 cookie) and logs carry no names.
@@ -25,12 +26,20 @@ from clinic.scheduling import services
 from clinic.scheduling import waitlist as waitlist_services
 from clinic.scheduling.models import (
     AppointmentType,
+    FreedBy,
     Provider,
     WaitlistEntry,
 )
 from clinic.staff.forms import ActionForm
 from clinic.staff.roles import can, require
 from clinic.staff.views import bp
+
+# Why a freed slot is free, as the page says it.
+FREED_BY_LABELS = {
+    FreedBy.CANCELLED: "Cancelled",
+    FreedBy.MOVED: "Rescheduled",
+    FreedBy.ENTERED_IN_ERROR: "Entered in error",
+}
 
 
 def _strip(value):
@@ -125,6 +134,9 @@ def _render(form: WaitlistForm | None, code: int = 200):
         "staff/waitlist.html",
         entries=entries,
         freed=waitlist_services.freed_slots(now),
+        freed_by=FREED_BY_LABELS,
+        max_freed=waitlist_services.MAX_FREED_SLOTS,
+        freed_within_days=waitlist_services.FREED_WITHIN.days,
         form=form if manage else None,
         manage=manage,
         now=now,

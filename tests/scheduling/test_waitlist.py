@@ -1,4 +1,5 @@
-"""The waitlist: adding patients, freed slots after cancellations, booking one in one step."""
+"""The waitlist: adding patients, the slots that free up (cancelled, moved away, entered in
+error), booking one in one step."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from clinic.extensions import db
 from clinic.models import AuditEvent, Patient, StaffUser
 from clinic.scheduling import services
+from clinic.scheduling import waitlist as waitlist_services
 from clinic.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -22,6 +24,7 @@ from clinic.scheduling.models import (
     WaitlistEntry,
 )
 from tests.conftest import FIXED_NOW
+from tests.scheduling.conftest import appointment_audit_events
 
 SLOT = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)  # Thu 09:00 in New York
 PAGE = "/staff/waitlist"
@@ -58,6 +61,29 @@ def cancel(app, actor_id, appointment_id, now=FIXED_NOW) -> None:
         db.session.commit()
 
 
+def reschedule(app, actor_id, appointment_id, start, provider_id=None) -> None:
+    with app.app_context():
+        services.reschedule(
+            db.session.get(Appointment, appointment_id),
+            start,
+            now=FIXED_NOW,
+            actor=db.session.get(StaffUser, actor_id),
+            provider=db.session.get(Provider, provider_id) if provider_id else None,
+        )
+        db.session.commit()
+
+
+def set_status(app, actor_id, appointment_id, status) -> None:
+    with app.app_context():
+        services.change_status(
+            db.session.get(Appointment, appointment_id),
+            status,
+            now=FIXED_NOW,
+            actor=db.session.get(StaffUser, actor_id),
+        )
+        db.session.commit()
+
+
 def add_entry(app, patient_id, type_id, provider_id=None, days_ago=0, note="") -> int:
     with app.app_context():
         entry = WaitlistEntry(
@@ -88,6 +114,17 @@ def freed_section(html: str) -> str:
 
 def urls(html: str) -> list[str]:
     return re.findall(r'(?:href|action)="([^"]*)"', html)
+
+
+def freed_rows(html: str) -> list[str]:
+    """Each freed slot's when, visit, provider and why, as text joined by ' | '."""
+    body = freed_section(html).split("<tbody>", 1)[-1].split("</tbody>", 1)[0]
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S):
+        cells = re.findall(r"<td>(.*?)</td>", row, flags=re.S)
+        text = [" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in cells[:4]]
+        rows.append(" | ".join(text))
+    return rows
 
 
 def test_add_an_entry_and_see_it_listed(app, client, schedule, login):
@@ -266,6 +303,164 @@ def test_a_freed_slot_the_provider_no_longer_works_is_not_offered(
     with app.app_context():
         db.session.add(not_working(schedule))
         db.session.commit()
+    assert b"No freed slots right now." in client.get(PAGE).data
+
+
+def test_a_time_moved_away_from_is_offered(app, client, schedule, login, booker):
+    """A reschedule keeps the appointment's row and moves it: the time it left frees up as a
+    cancellation's does, whether it moved to another time or to another provider."""
+    patel, brennan = schedule["providers"]
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    moved = book(app, booker, p[0], patel, SLOT)
+    reschedule(app, booker, moved, SLOT + timedelta(days=1))  # to Fri 9 AM
+    to_patel = book(app, booker, p[1], brennan, SLOT + timedelta(hours=4))  # Thu 1 PM
+    reschedule(app, booker, to_patel, SLOT + timedelta(hours=4), provider_id=patel)
+    login("front_desk")
+
+    html = client.get(PAGE).get_data(as_text=True)
+    assert freed_rows(html) == [
+        "Thu Nov 26, 2026 9:00 AM | New-patient consultation | Dr. Anika Patel Main Street"
+        " | Rescheduled Tue Nov 24, 10:00 AM",
+        "Thu Nov 26, 2026 1:00 PM | New-patient consultation | Dr. Thomas Brennan Main Street"
+        " | Rescheduled Tue Nov 24, 10:00 AM",
+    ]
+    offers = re.findall(r"Offer this slot to ([^<]+)</button>", freed_section(html))
+    assert offers == [name(app, p[10])] * 2
+    assert f'name="provider_id" value="{brennan}"' in freed_section(html)
+    # Both moves are audited as before, with the old and the new time.
+    with app.app_context():
+        moves = [e for e in appointment_audit_events() if e.action == "update"]
+        assert [(e.resource_id, e.changed_fields) for e in moves] == [
+            (str(moved), ["start_at", "provider_id", "location_id"]),
+            (str(to_patel), ["start_at", "provider_id", "location_id"]),
+        ]
+        assert moves[0].reason.startswith(f"from {SLOT.isoformat()} provider {patel}")
+
+    # Moved back, the time is taken again and the one it left in between is free instead.
+    reschedule(app, booker, moved, SLOT)
+    rows = freed_rows(client.get(PAGE).get_data(as_text=True))
+    assert [row.split(" | ")[0] for row in rows] == [
+        "Thu Nov 26, 2026 1:00 PM",
+        "Fri Nov 27, 2026 9:00 AM",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "status", "offered"),
+    [
+        (SLOT, AppointmentStatus.ENTERED_IN_ERROR, "Entered in error Tue Nov 24, 10:00 AM"),
+        (SLOT, AppointmentStatus.CANCELLED, "Cancelled Tue Nov 24, 10:00 AM"),
+        # Begun before it is marked: its time has come, nothing is left to offer.
+        (FIXED_NOW - timedelta(minutes=30), AppointmentStatus.NOSHOW, None),
+        (FIXED_NOW - timedelta(minutes=30), AppointmentStatus.ENTERED_IN_ERROR, None),
+        (FIXED_NOW - timedelta(minutes=30), AppointmentStatus.CANCELLED, None),
+    ],
+    ids=["entered-in-error", "cancelled", "no-show", "begun-in-error", "begun-cancelled"],
+)
+def test_what_a_status_change_frees(app, client, schedule, login, booker, start, status, offered):
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    appointment = book(app, booker, p[0], schedule["providers"][0], start)
+    if status == AppointmentStatus.CANCELLED:
+        cancel(app, booker, appointment)
+    else:
+        set_status(app, booker, appointment, status)
+    login("front_desk")
+    rows = freed_rows(client.get(PAGE).get_data(as_text=True))
+    if offered is None:
+        assert rows == []
+    else:
+        assert rows == [
+            "Thu Nov 26, 2026 9:00 AM | New-patient consultation | Dr. Anika Patel Main Street"
+            f" | {offered}"
+        ]
+
+
+FOUR_STARTS = (0, 1, 2, 4)  # hours after 9 AM (noon is lunch): one more than the limit set below
+
+
+def _stale_rebooked(app, booker, schedule, day):
+    """Freed, then booked again by someone else."""
+    p, patel = schedule["patients"], schedule["providers"][0]
+    for i, hour in enumerate(FOUR_STARTS):
+        cancel(app, booker, book(app, booker, p[i], patel, day + timedelta(hours=hour)))
+        book(app, booker, p[20 + i], patel, day + timedelta(hours=hour))
+
+
+def _stale_day_off(app, booker, schedule, day):
+    """Freed, then the provider took the day off (only the staff booking check can tell)."""
+    p, patel = schedule["patients"], schedule["providers"][0]
+    for i, hour in enumerate(FOUR_STARTS):
+        cancel(app, booker, book(app, booker, p[i], patel, day + timedelta(hours=hour)))
+    with app.app_context():
+        db.session.add(ScheduleException(provider_id=patel, day=day.date(), reason="Off"))
+        db.session.commit()
+
+
+def _stale_freed_again(app, booker, schedule, day):
+    """One time freed four times over: one slot (it is listed, once)."""
+    p, patel = schedule["patients"], schedule["providers"][0]
+    for i in range(len(FOUR_STARTS)):
+        cancel(app, booker, book(app, booker, p[i], patel, day))
+
+
+@pytest.mark.parametrize(
+    ("make_stale", "listed_first"),
+    [
+        (_stale_rebooked, []),
+        (_stale_day_off, []),
+        (_stale_freed_again, ["Wed Nov 25, 2026 9:00 AM"]),
+    ],
+    ids=["rebooked", "day-off", "freed-again"],
+)
+def test_stale_freed_times_do_not_crowd_out_free_ones(
+    app, client, schedule, login, booker, monkeypatch, make_stale, listed_first
+):
+    """The limit counts the slots shown: more stale rows than it, earlier than a free slot,
+    do not hide that slot."""
+    monkeypatch.setattr(waitlist_services, "MAX_FREED_SLOTS", 3)
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    make_stale(app, booker, schedule, SLOT - timedelta(days=1))  # from Wed 9 AM
+    cancel(app, booker, book(app, booker, p[5], schedule["providers"][0], SLOT))
+    login("front_desk")
+    rows = freed_rows(client.get(PAGE).get_data(as_text=True))
+    assert [row.split(" | ")[0] for row in rows] == [*listed_first, "Thu Nov 26, 2026 9:00 AM"]
+
+
+def test_at_most_max_freed_slots_are_shown(app, client, schedule, login, booker, monkeypatch):
+    monkeypatch.setattr(waitlist_services, "MAX_FREED_SLOTS", 3)
+    p = schedule["patients"]
+    for i, hour in enumerate(FOUR_STARTS):  # Thu 9, 10, 11 AM and 1 PM
+        start = SLOT + timedelta(hours=hour)
+        cancel(app, booker, book(app, booker, p[i], schedule["providers"][0], start))
+    login("front_desk")
+    html = client.get(PAGE).get_data(as_text=True)
+    assert [row.split(" | ")[0] for row in freed_rows(html)] == [
+        "Thu Nov 26, 2026 9:00 AM",
+        "Thu Nov 26, 2026 10:00 AM",
+        "Thu Nov 26, 2026 11:00 AM",
+    ]
+    assert "At most 3 freed slots are listed, the earliest first." in html
+
+
+def test_a_freed_slot_past_the_daily_cap_is_not_offered(app, client, schedule, login, booker):
+    """Booking it would be refused for the type's per-day cap, so it is not offered: the same
+    check as the booking, per provider and day."""
+    patel, brennan = schedule["providers"]
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["consultation"])
+    with app.app_context():
+        db.session.get(AppointmentType, schedule["types"]["consultation"]).daily_cap = 1
+        db.session.commit()
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+    book(app, booker, p[1], brennan, SLOT + timedelta(hours=5))  # another provider: no matter
+    book(app, booker, p[2], patel, SLOT + timedelta(days=1))  # another day: no matter
+    login("front_desk")
+    assert name(app, p[10]) in freed_section(client.get(PAGE).get_data(as_text=True))
+
+    book(app, booker, p[3], patel, SLOT + timedelta(hours=5))  # Patel's one for Thursday
     assert b"No freed slots right now." in client.get(PAGE).data
 
 
