@@ -6,7 +6,7 @@ entries in error are copied over, so the waitlist keeps offering what it offered
 times of moves made before this revision are not known).
 
 Revision ID: f963950af90d
-Revises: 5d1e7a9c2b40
+Revises: a3f19c0d7e21
 Create Date: 2026-11-24 19:05:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "f963950af90d"
-down_revision = "5d1e7a9c2b40"
+down_revision = "a3f19c0d7e21"
 branch_labels = None
 depends_on = None
 
