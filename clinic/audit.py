@@ -1,4 +1,5 @@
-"""The append-only audit log: one function to write an event."""
+"""The append-only audit log: one function to write an event (``record``); ``event`` builds one
+for a caller that stores it with other rows in one statement (a new intake)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ from clinic.models import AuditEvent, StaffUser, utcnow
 PATIENT = "patient"  # actor_role of a change the patient made from their own link
 
 
-def record(
+def record(action: str, *, dbs=None, **fields) -> AuditEvent:
+    """Add an audit event to the session (field names only, never values); ``fields`` as for
+    ``event``."""
+    row = event(action, **fields)
+    if dbs is not None:  # a session of its own (the login attempts), flushed by its caller
+        dbs.add(row)
+        return row
+    return database.insert(row, keep=False)  # append-only: never changed after
+
+
+def event(
     action: str,
     *,
     actor: StaffUser | None = None,
@@ -23,15 +34,14 @@ def record(
     reason: str | None = None,
     client: dict | None = None,
     now: datetime | None = None,
-    dbs=None,
 ) -> AuditEvent:
-    """Add an audit event to the session (field names only, never values).
+    """A new audit event, not stored yet.
 
     ``actor_role`` names who acted when no staff user did: ``PATIENT`` for a patient's own
     signed link (their patient_id is on the event); nothing means the system.
     """
     client = client or {}
-    event = AuditEvent(
+    return AuditEvent(
         ts=now or utcnow(),
         actor_id=actor.id if actor else None,
         actor_role=actor.role if actor else actor_role,
@@ -45,10 +55,6 @@ def record(
         ip=client.get("ip"),
         user_agent=(client.get("user_agent") or "")[:300] or None,
     )
-    if dbs is not None:  # a session of its own (the login attempts), flushed by its caller
-        dbs.add(event)
-        return event
-    return database.insert(event, keep=False)  # append-only: never changed after
 
 
 def record_about(action: str, row, **kwargs) -> AuditEvent:

@@ -100,6 +100,21 @@ def insert(obj: _T, *, unless: ColumnElement[bool] | None = None, keep: bool = T
     """
     session = db.session()
     session.flush()  # rows this one refers to, and changes that must come first, go first
+    values = column_values(obj)
+    statement, returned = _insert_statement(inspect(obj).mapper, unless)
+    row = session.connection().execute(statement, values).first()
+    if row is None:
+        return None
+    stored(obj, dict(zip(returned, row, strict=True)), keep=keep)
+    return obj
+
+
+def column_values(obj: object) -> dict[str, Any]:
+    """What an INSERT of this new object sends, by column name.
+
+    Python-side column defaults are filled in, on the object too; a many-to-one relationship
+    given as an object becomes that object's id (None while the target has none).
+    """
     state = inspect(obj)
     mapper = state.mapper
     given = state.dict
@@ -113,15 +128,21 @@ def insert(obj: _T, *, unless: ColumnElement[bool] | None = None, keep: bool = T
         if attribute not in given:
             given[attribute] = default()
         values[column] = given[attribute]
-    statement, returned = _insert_statement(mapper, unless)
-    row = session.connection().execute(statement, values).first()
-    if row is None:
-        return None
-    given.update(zip(returned, row, strict=True))
+    return values
+
+
+def stored(obj: object, made: dict[str, Any], *, keep: bool = True) -> None:
+    """The new object's row was inserted: take what the database made (``made``, by
+    attribute: the id...) and, with ``keep``, put it in the session as persistent and clean."""
+    inspect(obj).dict.update(made)
     if keep:
         make_transient_to_detached(obj)
-        session.add(obj)
-    return obj
+        db.session.add(obj)
+
+
+def insert_columns(model) -> list[str]:
+    """The columns an INSERT of a new object of this model sends (``column_values``' keys)."""
+    return [column for _, column, _ in _columns(inspect(model))]
 
 
 @functools.cache

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from sqlalchemy import bindparam, func, select
 
 from clinic import audit, database
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
-from clinic.intake import schema
+from clinic.intake import schema, store
 from clinic.intake.fields import FORM_VERSION, SECTIONS
 from clinic.intake.models import ConsultationRequest, RequestStatus, StatusChange
 from clinic.intake.rules import TRIAGE_RANK, RuleSet, Triage, candidacy_signals, triage
-from clinic.models import Patient, StaffUser
+from clinic.models import StaffUser
 
 CLINICIAN_FIELDS = {
     # field id: (kind, min, max, roles allowed to enter it)
@@ -94,73 +91,6 @@ def consent_record(
     return record
 
 
-@functools.cache
-def _known_patient():
-    """A patient with this name, birth date and email exists. Built once (building it cost
-    more CPU than running it); its parameters are the new patient's columns."""
-    patient = Patient.__table__.c
-    return (
-        select(patient.id)
-        .where(
-            patient.email == bindparam("email"),  # stored lower-case (schema.py), indexed
-            patient.date_of_birth == bindparam("date_of_birth"),
-            func.lower(patient.first_name) == func.lower(bindparam("first_name")),
-            func.lower(patient.last_name) == func.lower(bindparam("last_name")),
-        )
-        .limit(1)
-    )
-
-
-@functools.cache
-def _patient_is_known():
-    return _known_patient().exists()
-
-
-def find_or_create_patient(answers: Mapping[str, Any], now: datetime) -> Patient:
-    """The patient with exactly this name, birth date and email, or a new record with the
-    contact details and consents of this intake.
-
-    Only a new record takes them from the form: an unauthenticated submission must not rewrite
-    a known patient's (staff see the new answers on the request). One statement inserts the
-    new record unless the patient is known.
-    """
-    email = answers.get("email")
-    patient = Patient(
-        first_name=answers["first_name"],
-        last_name=answers["last_name"],
-        date_of_birth=date.fromisoformat(answers["date_of_birth"]),
-        email=email,
-        created_at=now,
-    )
-    _apply_contact(patient, answers, now)
-    if not email:
-        return database.insert(patient)
-    if database.insert(patient, unless=_patient_is_known()) is not None:
-        return patient
-    known = db.session.execute(
-        _known_patient(),
-        {
-            "email": email,
-            "date_of_birth": patient.date_of_birth,
-            "first_name": patient.first_name,
-            "last_name": patient.last_name,
-        },
-    ).scalar_one()
-    return db.session.get(Patient, known)
-
-
-def _apply_contact(patient: Patient, answers: Mapping[str, Any], now: datetime) -> None:
-    patient.preferred_name = answers.get("preferred_name")
-    patient.phone_mobile = answers.get("phone_mobile") or patient.phone_mobile
-    patient.preferred_contact = answers["preferred_contact"]
-    patient.preferred_language = answers.get("preferred_language", "en")
-    patient.voicemail_ok = bool(answers.get("voicemail_ok"))
-    patient.consent_email = bool(answers.get("consent_email"))
-    patient.consent_sms = bool(answers.get("consent_sms"))
-    patient.confidential_comms_request = answers.get("confidential_comms_request")
-    patient.updated_at = now
-
-
 def submit_request(
     values: Mapping[str, Any],
     *,
@@ -182,9 +112,8 @@ def submit_request(
     answers, errors = schema.validate_all(values, now.astimezone(tz).date())
     if errors:
         raise ValidationFailed(errors)
-    patient = find_or_create_patient(answers, now)
+    patient = store.new_patient(answers, now)
     request = existing or ConsultationRequest(submitted_at=now)
-    request.patient = patient
     request.complete = True
     request.source = source
     request.completed_by = answers["completed_by"]
@@ -200,9 +129,16 @@ def submit_request(
     request.updated_at = now
     newly_flagged = _apply_rules(request, rules, now, tz)
     if existing is None:
-        database.insert(request)
-    db.session.flush()
-    _audit_submission(request, existing is None, source, client, now)
+        event = audit.event(
+            "create",
+            resource_type=ConsultationRequest.__tablename__,
+            **_submission(request, source, client, now),
+        )
+        store.insert_new_request(patient, request, event, now)
+    else:
+        request.patient = store.find_or_insert_patient(patient)
+        db.session.flush()
+        audit.record_about("update", request, **_submission(request, source, client, now))
     _audit_flags(request, newly_flagged, now)
     return request
 
@@ -227,7 +163,7 @@ def save_partial(
         existing.updated_at = now
         newly_flagged = _apply_rules(existing, rules, now, tz)
         db.session.flush()
-        _audit_submission(existing, False, source, client, now)
+        audit.record_about("update", existing, **_submission(existing, source, client, now))
         _audit_flags(existing, newly_flagged, now)
         return existing
     client = client or {}
@@ -244,7 +180,7 @@ def save_partial(
     )
     newly_flagged = _apply_rules(request, rules, now, tz)
     database.insert(request)
-    _audit_submission(request, True, source, client, now)
+    audit.record_about("create", request, **_submission(request, source, client, now))
     _audit_flags(request, newly_flagged, now)
     return request
 
@@ -284,21 +220,19 @@ def _apply_rules(
     return newly_flagged
 
 
-def _audit_submission(
-    request: ConsultationRequest, new: bool, source: str, client: Mapping | None, now: datetime
-) -> None:
-    """The patient's (or their proxy's) own create or update of a request, from the form or
-    the public API: there is no staff user, so the actor is the patient."""
-    audit.record_about(
-        "create" if new else "update",
-        request,
-        actor_role=audit.PATIENT,
-        changed_fields=["answers", "triage"],
-        reason=f"intake {'completed' if request.complete else 'saved at a red-flag answer'}"
+def _submission(
+    request: ConsultationRequest, source: str, client: Mapping | None, now: datetime
+) -> dict[str, Any]:
+    """The audit event of the patient's (or their proxy's) own create or update of a request,
+    from the form or the public API: there is no staff user, so the actor is the patient."""
+    return {
+        "actor_role": audit.PATIENT,
+        "changed_fields": ["answers", "triage"],
+        "reason": f"intake {'completed' if request.complete else 'saved at a red-flag answer'}"
         f" ({source})",
-        client=client,
-        now=now,
-    )
+        "client": client,
+        "now": now,
+    }
 
 
 def _audit_flags(request: ConsultationRequest, newly_flagged: set[str], now: datetime) -> None:

@@ -1,5 +1,6 @@
 """The unit of work shared by the form and the API: the request and its message rows, one
-commit; the send task gets the ids after it (``notifications.outbox``)."""
+commit; the send task gets the ids after it (``notifications.outbox``). A new request's
+acknowledgement is stored with it (``intake.store``)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ def submit_values(values: Mapping[str, Any], *, source: str, client: dict) -> Co
         tz=http.clinic_tz(),
         client=client,
     )
-    notifications.request_received(req, now=now, new=True)
     notifications.request_flagged(req, now=now, new=True)
     db.session.commit()  # the staff alert is handed to the send task once this commits
     return req
@@ -61,7 +61,8 @@ def submit_from_draft(draft: IntakeDraft, *, client: dict) -> SubmitResult:
         )
     except ValidationFailed as exc:
         return SubmitResult(errors=exc.errors)
-    notifications.request_received(req, now=now, new=existing is None)
+    if existing is not None:  # a new request got its acknowledgement with it
+        notifications.request_received(req, now=now)
     # Staff were alerted when the partial request was saved at the red-flag answer, if it was.
     notifications.request_flagged(req, now=now, new=existing is None)
     db.session.delete(draft)

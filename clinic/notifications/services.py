@@ -57,12 +57,21 @@ def new_message_id() -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
-def create(
+def create(*, keep: bool = True, **fields) -> Notification:
+    """A message row; one per cause, kind and revision (the database holds that). ``fields``
+    as for ``build``.
+
+    ``keep=False`` when nothing changes the row later in this transaction (database.insert).
+    """
+    return database.insert(build(**fields), keep=keep)
+
+
+def build(
     *,
     patient_id: int | None,
     kind: str,
     cause_type: str,
-    cause_id: int,
+    cause_id: int | None,
     due_at: datetime,
     now: datetime,
     routine: bool = False,
@@ -71,13 +80,9 @@ def create(
     status: str = Status.PENDING,
     last_error: str | None = None,
     claimed_at: datetime | None = None,
-    keep: bool = True,
 ) -> Notification:
-    """A message row; one per cause, kind and revision (the database holds that).
-
-    ``keep=False`` when nothing changes the row later in this transaction (database.insert).
-    """
-    row = Notification(
+    """A new message row, not stored yet."""
+    return Notification(
         patient_id=patient_id,
         kind=kind,
         template=TEMPLATES[kind],
@@ -95,7 +100,6 @@ def create(
         created_at=now,
         updated_at=now,
     )
-    return database.insert(row, keep=keep)
 
 
 def create_and_send(*, now: datetime, **fields) -> Notification:
@@ -128,26 +132,37 @@ def _request_has(request, kind: str) -> bool:
     )
 
 
-def request_received(request, *, now: datetime, new: bool = False) -> Notification | None:
-    """The intake's acknowledgement: a row in the intake's transaction, sent by the next
-    dispatcher pass, so a broker outage at that moment loses nothing.
-
-    ``new``: the request was created in this transaction, so it cannot have one yet (the
-    check for an earlier acknowledgement is needed only when a saved request is completed).
-    """
+def request_received(request, *, now: datetime) -> Notification | None:
+    """The acknowledgement of a saved partial request now completed, unless it has one: a row
+    in the intake's transaction, sent by the next dispatcher pass, so a broker outage at that
+    moment loses nothing. A new request stores its row with itself (``intake.store``)."""
     patient = request.patient
-    if patient is None or not (patient.email and patient.consent_email):
+    if patient is None or not wants_acknowledgement(patient):
         return None
-    if not new and _request_has(request, "intake_acknowledgement"):
+    if _request_has(request, "intake_acknowledgement"):
         return None
-    return create(
-        patient_id=patient.id,
+    row = acknowledgement(now=now)
+    row.patient_id = patient.id
+    row.cause_id = request.id
+    return database.insert(row, keep=False)  # the next dispatcher pass sends it
+
+
+def wants_acknowledgement(patient) -> bool:
+    """The patient's record (not the intake's answers) has an address and consents to email.
+    ``intake.store`` asks the same in SQL."""
+    return bool(patient.email and patient.consent_email)
+
+
+def acknowledgement(*, now: datetime) -> Notification:
+    """A new intake's acknowledgement row, not stored yet: its patient and request are filled
+    in when it is."""
+    return build(
+        patient_id=None,
         kind="intake_acknowledgement",
         cause_type=REQUEST,
-        cause_id=request.id,
+        cause_id=None,
         due_at=now,
         now=now,
-        keep=False,  # the next dispatcher pass sends it
     )
 
 
@@ -159,7 +174,8 @@ def request_flagged(request, *, now: datetime, new: bool = False) -> Notificatio
     red-flag answer, the patient going back, the full submission); triage never drops, so only
     an urgent request becoming an emergency alerts again. The row has no patient: the message
     is not theirs and is not in their message list; its cause leads staff to the request.
-    ``new`` as for ``request_received``.
+    ``new``: the request was created in this transaction, so it cannot have one yet (the check
+    for an earlier alert is needed only when a saved request is completed or changed).
     """
     kind = INTAKE_ALERT_KINDS.get(request.triage)
     if kind is None:
