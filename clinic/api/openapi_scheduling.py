@@ -332,7 +332,10 @@ def scheduling_schemas() -> dict:
                 "patient_id": {"type": "integer"},
                 "manage_url": {
                     "type": "string",
-                    "description": "The patient's link; only in a patient's own booking answer",
+                    "description": (
+                        "The patient's link to see, move or cancel the booking; only in the"
+                        " answer to the booking (a patient's or staff's), not in later reads"
+                    ),
                 },
             },
         },

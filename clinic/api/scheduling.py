@@ -117,7 +117,8 @@ def _conflict(exc: services.SlotUnavailable):
 
 
 def appointment_json(appointment: Appointment, *, with_manage_url: bool = False) -> dict:
-    """An appointment as JSON; the manage link (a capability) only for the patient's own answer."""
+    """An appointment as JSON; the patient's manage link (a capability) only in the answer to
+    the booking, not in later reads."""
     tz = http.clinic_tz()
     return {
         "id": appointment.id,
@@ -253,7 +254,8 @@ def create_appointment():
         )
         return jsonify({"error": "already_booked", "detail": detail}), 409
     db.session.commit()
-    return jsonify(appointment_json(appointment, with_manage_url=staff is None)), 201
+    # PRODUCT.md's 201 shape, for a staff booking too: front desk gives the patient their link
+    return jsonify(appointment_json(appointment, with_manage_url=True)), 201
 
 
 @bp.get("/appointments")

@@ -176,12 +176,16 @@ def test_staff_book_reschedule_cancel_and_status(app, client, schedule, staff_to
     )  # off-grid is fine
     assert response.status_code == 201, response.get_json()
     appointment = response.get_json()
+    # the 201 shape of PRODUCT.md, a staff booking too: front desk passes the link on
+    assert set(appointment) >= {"id", "status", "start", "end", "provider_id", "manage_url"}
+    manage_path = appointment["manage_url"].removeprefix("http://clinic.test")
+    assert client.get(manage_path).status_code == 200
     url = f"{BOOK}/{appointment['id']}"
     moved = client.post(
         f"{url}/reschedule", headers=headers, json={"start": "2026-11-26T09:00:00-05:00"}
     )
     assert moved.status_code == 200 and moved.get_json()["start"] == "2026-11-26T09:00:00-05:00"
-    assert "manage_url" not in moved.get_json()  # a capability: not handed to staff clients
+    assert "manage_url" not in moved.get_json()  # only in the booking's answer
     bad = client.post(f"{url}/status", headers=headers, json={"status": "fulfilled"})
     assert bad.status_code == 422
     assert (
