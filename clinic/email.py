@@ -154,9 +154,21 @@ def _boundary(*bodies: str) -> str:
             return boundary
 
 
-def _connect() -> smtplib.SMTP:
+class _SMTP(smtplib.SMTP):
+    """An SMTP connection that knows whether the current message's DATA has begun: a
+    connection lost after that is not a dropped idle connection, and the message may have
+    been accepted, so it is not sent again at once."""
+
+    data_started = False
+
+    def data(self, msg):
+        self.data_started = True
+        return super().data(msg)
+
+
+def _connect() -> _SMTP:
     config = current_app.config
-    conn = smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=config["SMTP_TIMEOUT"])
+    conn = _SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=config["SMTP_TIMEOUT"])
     if config["SMTP_STARTTLS"]:
         conn.starttls(context=ssl.create_default_context())
     if config["SMTP_USERNAME"]:
@@ -164,7 +176,7 @@ def _connect() -> smtplib.SMTP:
     return conn
 
 
-def _connection(*, fresh: bool = False) -> smtplib.SMTP:
+def _connection(*, fresh: bool = False) -> _SMTP:
     """This thread's SMTP connection, opened on first use (or anew when ``fresh``)."""
     conn = getattr(_local, "conn", None)
     if conn is None or fresh:
@@ -188,11 +200,13 @@ def send(msg: EmailMessage) -> None:
     """
     try:
         reused = getattr(_local, "conn", None) is not None
+        conn = _connection()
+        conn.data_started = False
         try:
-            refused = _transmit(_connection(), msg)
+            refused = _transmit(conn, msg)
         except (smtplib.SMTPServerDisconnected, ConnectionError):
-            if not reused:
-                raise
+            if not reused or conn.data_started:
+                raise  # a timeout or a drop mid-message: the row retries later, with backoff
             # The server dropped the idle connection we kept (no NOOP round trip before every
             # message to find out): reconnect once and send on the new one.
             refused = _transmit(_connection(fresh=True), msg)

@@ -570,3 +570,103 @@ def _no_response_tasks() -> list:
     return db.session.scalars(
         select(StaffTask).where(StaffTask.kind == "followup_no_response")
     ).all()
+
+
+class StallingServer:
+    """A TCP server that answers SMTP up to a point, then says nothing more: ``at="greeting"``
+    never greets; ``at="end of data"`` takes each message and never confirms it; with
+    ``confirm_first`` it confirms the first message of each connection. ``messages`` counts
+    the messages it took in."""
+
+    def __init__(self, at: str, *, confirm_first: bool = False):
+        import socket
+
+        self.at, self.confirm_first = at, confirm_first
+        self.messages = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn):
+        if self.at == "greeting":
+            return
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 stalling.test ESMTP\r\n")
+        in_data, confirmed = False, 0
+        for line in reader:
+            if in_data:
+                if line == b".\r\n":
+                    self.messages += 1
+                    in_data = False
+                    if not (self.confirm_first and confirmed == 0):
+                        return  # the message is in; the confirmation never comes
+                    confirmed += 1
+                    conn.sendall(b"250 queued\r\n")
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"250-stalling.test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                in_data = True
+            else:
+                conn.sendall(b"250 OK\r\n")
+
+    def close(self):
+        self.listener.close()
+        for conn in self.connections:
+            conn.close()
+
+
+def _sending_row(rows, kind: str):
+    """A message row of ``kind``, claimed for a send."""
+    row = db.session.get(Notification, rows[kind][0].id)
+    claim(row)
+    return row
+
+
+@pytest.mark.parametrize("at", ["greeting", "end of data", "end of data, connection reused"])
+def test_a_server_that_stops_answering_times_out_and_the_message_is_retried_later(
+    nctx, napp, clinic, headers, inbox, at
+):
+    """Issue line 3: a timeout is a temporary failure, retried with backoff. A timeout after
+    the message was handed over is not resent at once on a new connection (the server may
+    have taken it): only a connection found dropped before the message is reopened."""
+    _, rows = booked(napp, clinic, headers)
+    email.close_connection()
+    first, row = _sending_row(rows, "reminder_72h"), _sending_row(rows, "reminder_24h")
+    server = StallingServer(at.split(",")[0], confirm_first="reused" in at)
+    saved = {k: nctx.config[k] for k in ("SMTP_PORT", "SMTP_TIMEOUT")}
+    nctx.config.update(SMTP_PORT=server.port, SMTP_TIMEOUT=0.5)
+    try:
+        if "reused" in at:
+            assert sending.deliver(first.id, now=FIXED_NOW) == "sent"  # the connection stays
+        started = time.monotonic()
+        assert sending.deliver(row.id, now=FIXED_NOW) == "retry"
+        assert time.monotonic() - started < 5  # the timeout, not a hang
+        taken = server.messages
+    finally:
+        nctx.config.update(saved)
+        server.close()
+        email.close_connection()
+    assert taken == {"greeting": 0, "end of data": 1}.get(at, 2)  # never twice at once
+    db.session.refresh(row)
+    assert (row.status, row.attempts, row.claimed_at) == ("pending", 1, None)
+    assert row.last_error == "SMTPServerDisconnected"  # a type name: no address, no server text
+    base = nctx.config["EMAIL_RETRY_BASE_SECONDS"]
+    assert base * 0.8 <= (row.due_at - FIXED_NOW).total_seconds() <= base * 1.2
+    # at its new time it goes through the real server, once
+    assert row.id in dispatcher.claim(row.due_at)
+    db.session.commit()
+    assert sending.deliver(row.id, now=row.due_at) == "sent"
+    assert len([m for m in inbox.wait_for(1) if m["Message-ID"] == row.message_id]) == 1
