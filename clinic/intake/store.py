@@ -58,7 +58,7 @@ def find_or_insert_patient(patient: Patient) -> Patient:
     """
     if database.insert(patient, unless=_patient_is_known()) is not None:
         return patient
-    known = db.session.execute(_known_patient(), _match_values(patient)).scalar_one()
+    known = db.session.execute(_known_patient(), database.column_values(patient)).scalar_one()
     return db.session.get(Patient, known)
 
 
@@ -117,7 +117,7 @@ def _json_value(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not stored by this statement")
 
 
-# _match in SQL: a patient k with the name, birth date and email of the new record v
+# _known_patient in SQL: a patient k with the name, birth date and email of the new record v
 _MATCH_SQL = (
     "k.email = v.email AND k.date_of_birth = v.date_of_birth"
     " AND lower(k.first_name) = lower(v.first_name) AND lower(k.last_name) = lower(v.last_name)"
@@ -186,32 +186,23 @@ def _record(model, param: str) -> str:
     return f"json_populate_record(CAST(NULL AS {table}), CAST(:{param} AS json)) AS v"
 
 
-def _match() -> list:
-    """A patient with this name, birth date and email (``_MATCH_SQL`` asks the same);
-    the parameters are named after the new patient's columns."""
-    patient = Patient.__table__.c
-    return [
-        patient.email == bindparam("email"),  # stored lower-case (schema.py), indexed
-        patient.date_of_birth == bindparam("date_of_birth"),
-        func.lower(patient.first_name) == func.lower(bindparam("first_name")),
-        func.lower(patient.last_name) == func.lower(bindparam("last_name")),
-    ]
-
-
-def _match_values(patient: Patient) -> dict[str, Any]:
-    return {
-        "email": patient.email,
-        "date_of_birth": patient.date_of_birth,
-        "first_name": patient.first_name,
-        "last_name": patient.last_name,
-    }
-
-
 @functools.cache
 def _known_patient():
-    """The known patient's id. Built once (building it cost more CPU than running it)."""
+    """The id of a patient with the new record's name, birth date and email (``_MATCH_SQL``
+    asks the same); its parameters are the new record's columns. Built once (building it cost
+    more CPU than running it)."""
     patient = Patient.__table__.c
-    return select(patient.id).where(*_match()).order_by(patient.id).limit(1)
+    return (
+        select(patient.id)
+        .where(
+            patient.email == bindparam("email"),  # stored lower-case (schema.py), indexed
+            patient.date_of_birth == bindparam("date_of_birth"),
+            func.lower(patient.first_name) == func.lower(bindparam("first_name")),
+            func.lower(patient.last_name) == func.lower(bindparam("last_name")),
+        )
+        .order_by(patient.id)
+        .limit(1)
+    )
 
 
 @functools.cache
