@@ -7,8 +7,8 @@ from datetime import date
 
 import psycopg
 import pytest
-from sqlalchemy import bindparam, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import bindparam, event, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from clinic import database
 from clinic.extensions import db
@@ -156,3 +156,59 @@ def test_insert_without_keeping_writes_the_row_and_leaves_the_session_alone(app_
     assert event.id is not None and event not in db.session
     db.session.commit()
     assert db.session.scalar(select(AuditEvent.action).where(AuditEvent.id == event.id)) == "view"
+
+
+# -- database.fetch_one -------------------------------------------------------------------------
+
+
+def test_fetch_one_runs_in_the_sessions_transaction(app_ctx):
+    row = database.fetch_one(
+        "INSERT INTO audit_event (ts, action, resource_type, outcome)"
+        " VALUES (%(ts)s, %(action)s, 'x', 'ok') RETURNING id, action",
+        {"ts": FIXED_NOW, "action": "view"},
+    )
+    event_id, action = row
+    assert action == "view"
+    # the ORM's own statements see the row before the commit: the same transaction
+    assert db.session.get(AuditEvent, event_id).action == "view"
+    db.session.rollback()
+    assert db.session.get(AuditEvent, event_id) is None  # and it goes with its rollback
+
+
+def test_fetch_one_is_seen_by_statement_listeners(app_ctx):
+    seen = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert database.fetch_one("SELECT %(n)s::int + 1", {"n": 41}) == (42,)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert seen == [("SELECT %(n)s::int + 1", {"n": 41})]
+
+
+def test_fetch_one_raises_sqlalchemys_error_with_the_parameters_hidden(app_ctx):
+    with pytest.raises(IntegrityError) as caught:
+        database.fetch_one(
+            "INSERT INTO patient (first_name) VALUES (%(name)s) RETURNING id", {"name": "Ada"}
+        )
+    assert "not-null" in str(caught.value)
+    assert "[SQL parameters hidden" in str(caught.value)  # as every execute
+    db.session.rollback()
+    assert database.fetch_one("SELECT 1") == (1,)  # the session goes on after its rollback
+
+
+def test_fetch_one_on_a_lost_connection_invalidates_it(tagged_app):
+    with tagged_app.app_context():
+        db.session.execute(text("SELECT 1"))
+        kill_backends(tagged_app.tag)  # mid-transaction, as a database restart would
+        with pytest.raises(OperationalError) as caught:
+            database.fetch_one("SELECT 1")
+        assert caught.value.connection_invalidated
+        db.session.remove()
+        # the dead connection left the pool: the next use connects afresh
+        assert db.session.execute(text("SELECT 1")).scalar() == 1
+        db.session.remove()

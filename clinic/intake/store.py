@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, func, select, text
+from sqlalchemy import bindparam, func, select
 
 from clinic import database
 from clinic.extensions import db
@@ -88,8 +88,8 @@ def _in_one_statement(
 ) -> None:
     rows = {"p": patient, "r": request, "a": event, "n": acknowledgement}
     values = {name: _as_json(database.column_values(row)) for name, row in rows.items()}
-    new_patient_id, request_id, patient_id, event_id, acknowledgement_id = (
-        db.session.connection().execute(_new_request_statement(), values).one()
+    new_patient_id, request_id, patient_id, event_id, acknowledgement_id = database.fetch_one(
+        _new_request_statement(), values
     )
     if new_patient_id is not None:
         database.stored(patient, {"id": new_patient_id})
@@ -133,11 +133,12 @@ _LINKS = {
 
 
 @functools.cache
-def _new_request_statement() -> TextClause:
-    """The PostgreSQL statement of ``insert_new_request``, built once from the models.
+def _new_request_statement() -> str:
+    """The PostgreSQL statement of ``insert_new_request``, built once from the models, with
+    psycopg's placeholders (``database.fetch_one`` runs it on the driver's cursor).
 
-    Each row comes as one JSON parameter read with ``json_populate_record`` (``:p`` the
-    patient, ``:r`` the request, ``:a`` the audit event, ``:n`` the acknowledgement): four
+    Each row comes as one JSON parameter read with ``json_populate_record`` (``p`` the
+    patient, ``r`` the request, ``a`` the audit event, ``n`` the acknowledgement): four
     parameters instead of 65 columns' worth, which costs less to bind and keeps the statement
     short enough for psycopg to cache its parsing (together about a sixth of an intake's
     CPU). All its parts read the same snapshot, so exactly one of the new patient (``p``,
@@ -167,7 +168,7 @@ def _new_request_statement() -> TextClause:
   RETURNING id
 )
 SELECT (SELECT id FROM p), r.id, r.patient_id, (SELECT id FROM a), (SELECT id FROM n) FROM r"""  # noqa: S608 (names from the models, values bound)
-    return text(sql)
+    return sql
 
 
 def _insert(model, param: str, linked: str, joined: str) -> str:
@@ -183,7 +184,7 @@ def _insert(model, param: str, linked: str, joined: str) -> str:
 def _record(model, param: str) -> str:
     """The row given as the JSON parameter ``param``, as a record ``v`` of the model's table."""
     table = model.__tablename__
-    return f"json_populate_record(CAST(NULL AS {table}), CAST(:{param} AS json)) AS v"
+    return f"json_populate_record(CAST(NULL AS {table}), CAST(%({param})s AS json)) AS v"
 
 
 @functools.cache
