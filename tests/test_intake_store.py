@@ -3,13 +3,17 @@ PostgreSQL, one per row on SQLite, and the same rows either way."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from flask_migrate import upgrade
 from sqlalchemy import event, func, select
 
 from clinic import create_app
 from clinic.extensions import db
+from clinic.intake import schema
 from clinic.intake.models import ConsultationRequest
+from clinic.intake.submit import submit_values
 from clinic.models import AuditEvent, Patient
 from clinic.notifications.models import Notification
 from tests.conftest import ROOT, dispose, example_values, make_test_config
@@ -177,3 +181,24 @@ def test_a_new_intake_is_one_statement_on_postgresql(app, patient):
     assert [s.split(None, 1)[0] for s in statements] == ["WITH"]
     rows = _rows(app, ([response.get_json()["id"]], 0))
     assert len(rows["patients"]) == 1 and len(rows["audit"]) == 1 and len(rows["messages"]) == 1
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+@pytest.mark.parametrize("patient", ["new", "known"])
+def test_the_new_request_comes_back_with_its_ids_outside_the_session(
+    app, sqlite_app, database, patient
+):
+    application = app if database == "postgresql" else sqlite_app
+    values = schema.from_json(example_values(rf_fever="new"))[0]  # urgent: flags, an alert
+    with application.test_request_context():
+        known = submit_values(values, source="api", client={}) if patient == "known" else None
+        if known is None:
+            values["email"] = f"{uuid.uuid4().hex}@example.com"
+        request = submit_values(values, source="api", client={})
+        assert request not in db.session  # nothing later changes it; not tracked
+        assert request.id is not None and request.patient_id is not None
+        if known is not None:
+            assert request.patient_id == known.patient_id
+        db.session.expire_all()
+        stored = db.session.get(ConsultationRequest, request.id)
+        assert (stored.patient_id, stored.triage) == (request.patient_id, "urgent")
