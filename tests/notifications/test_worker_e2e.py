@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from clinic.extensions import db
 from clinic.notifications import dispatcher, services
 from clinic.notifications.models import Notification, Status
-from tests.conftest import FIXED_NOW, Inbox, dispose, free_port
+from tests.conftest import FIXED_NOW, REDIS_TEST_URL, Inbox, dispose, free_port
 from tests.notifications.conftest import (
     after_claim_timeout,
     app_on,
@@ -299,3 +299,24 @@ def _pings(redis, url) -> bool:
         return redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
     except Exception:
         return False
+
+
+def test_the_broker_keeps_no_unacknowledged_copies(tmp_path):
+    """The database is the queue of record: a task lost with a killed worker or a restarted
+    Redis is sent again from its row (the two tests above), so the Redis transport's emulated
+    acknowledgements, a copy of every message written on receipt and removed on ack, are off
+    in the configuration the worker runs with."""
+    from celery import Celery
+
+    from clinic.config import from_environment
+
+    env = {
+        "CELERY_BROKER_URL": REDIS_TEST_URL,
+        "CLINIC_INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "test",
+    }
+    celery = Celery("check", config_source=from_environment(env)["CELERY"])
+    with celery.connection_for_read() as connection:
+        channel = connection.default_channel
+        assert channel.ack_emulation is False
+        assert type(channel.qos).__module__ == "kombu.transport.virtual.base"  # no unacked keys
