@@ -85,6 +85,36 @@ def test_logout_ends_the_session_on_the_server(app, client, login):
     assert "logout" in [e.action for e in events(app)]
 
 
+def test_logout_from_an_expired_page_still_ends_the_session(
+    app, database_url, smtp_server, make_staff
+):
+    """A logout whose CSRF token has expired (a page left open for hours) logs out all the same:
+    the worst a forged logout can do is log someone out."""
+    from clinic import create_app
+    from tests.conftest import dispose, make_test_config
+
+    make_staff("nurse")
+    strict = create_app(make_test_config(database_url, smtp_server.port, WTF_CSRF_ENABLED=True))
+    try:
+        c = strict.test_client()
+        page = c.get("/staff/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        data = {"email": "nurse@clinic.test", "password": STAFF_PASSWORD, "csrf_token": token}
+        assert c.post("/staff/login", data=data).status_code == 302
+        assert c.get("/staff/requests").status_code == 200
+        response = c.post("/staff/logout", data={"csrf_token": "expired"})
+        assert response.status_code == 302 and response.location.endswith("/staff/login")
+        response = c.get("/staff/requests")
+        assert response.status_code == 302 and "/staff/login" in response.location
+        assert c.get("/staff/login").status_code == 200  # the form, not a trip to the queue
+        with strict.app_context():
+            [session] = db.session.scalars(select(StaffSession)).all()
+            assert session.end_reason == "logout" and session.ended_at is not None
+    finally:
+        dispose(strict)
+    assert "logout" in [e.action for e in events(app)]
+
+
 def test_idle_logout_after_15_minutes(app, client, login):
     login("front_desk")
     app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=14)
