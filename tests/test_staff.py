@@ -309,6 +309,68 @@ def test_admin_manages_users_but_sees_no_patients(app, client, login, make_reque
         assert user.role == "physician" and not user.active
 
 
+# What a practice admin may open: users, the audit log, schedule settings (spec 4.4: "user/role
+# management, template config. No PHI by default").
+ADMIN_PAGES = {
+    "staff.login",
+    "staff.logout",
+    "staff.home",
+    "staff.session_check",
+    "staff.users",
+    "staff.edit_user",
+    "staff.revoke_user_tokens",
+    "staff.audit_log",
+    "staff.providers",
+    "staff.rotate_feed_token",
+    "staff.schedule_settings",
+    "staff.schedule_settings_add",
+    "staff.schedule_row_delete",
+    "staff.schedule_location",
+    "staff.schedule_provider",
+    "staff.schedule_type",
+}
+
+
+def test_admin_is_refused_every_other_back_office_page(app, client, login, make_request):
+    """Every staff route not on the admin's short list is a 403, new routes included."""
+    request_id = make_request()
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    login("admin")
+    refused = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("staff.") or rule.endpoint in ADMIN_PAGES:
+            continue
+        url = re.sub(r"<int:\w+>", str(patient_id), rule.rule).replace("<kind>", "hours")
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            refused.append((method, url, client.open(url, method=method).status_code))
+    assert {code for _, _, code in refused} == {403}, [r for r in refused if r[2] != 403]
+    assert ("GET", f"/staff/patients/{patient_id}/messages", 403) in refused
+
+
+def test_admin_pages_show_no_patient_data(app, client, login, make_request):
+    """The pages an admin opens name no patient and give away no clinical answer, not even
+    as the name of a red-flag question in the audit log."""
+    from tests.conftest import example_values
+
+    request_id = make_request(rf_bowel="new")
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    login("nurse")
+    client.get(f"/staff/requests/{request_id}")
+    client.post("/staff/logout")
+    login("admin")
+    values = example_values()
+    secrets = ["rf_bowel", values["last_name"], values["email"], values["phone_mobile"]]
+    for url in ("/staff/users", "/staff/audit", f"/staff/audit?patient_id={patient_id}"):
+        page = client.get(url).get_data(as_text=True)
+        assert not [s for s in secrets if s in page], url
+        assert ">Messages<" not in page and ">Intake queue<" not in page
+    report = client.get(f"/staff/audit?patient_id={patient_id}").get_data(as_text=True)
+    assert "nurse@clinic.test (nurse)" in report
+    assert f"consultation_request #{request_id}" in report
+
+
 @pytest.mark.parametrize("role", ["front_desk", "nurse", "physician"])
 def test_status_change_needs_a_reason_and_is_recorded(app, client, login, make_request, role):
     request_id = make_request()

@@ -404,6 +404,7 @@ def audit_log():
     return render_template(
         "staff/audit.html",
         rows=rows[:AUDIT_PAGE],
+        fields=presenters.audit_fields,
         patient_id=patient_id,
         paged=before is not None,
         older=older,
