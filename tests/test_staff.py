@@ -85,6 +85,36 @@ def test_logout_ends_the_session_on_the_server(app, client, login):
     assert "logout" in [e.action for e in events(app)]
 
 
+def test_logout_from_an_expired_page_still_ends_the_session(
+    app, database_url, smtp_server, make_staff
+):
+    """A logout whose CSRF token has expired (a page left open for hours) logs out all the same:
+    the worst a forged logout can do is log someone out."""
+    from clinic import create_app
+    from tests.conftest import dispose, make_test_config
+
+    make_staff("nurse")
+    strict = create_app(make_test_config(database_url, smtp_server.port, WTF_CSRF_ENABLED=True))
+    try:
+        c = strict.test_client()
+        page = c.get("/staff/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        data = {"email": "nurse@clinic.test", "password": STAFF_PASSWORD, "csrf_token": token}
+        assert c.post("/staff/login", data=data).status_code == 302
+        assert c.get("/staff/requests").status_code == 200
+        response = c.post("/staff/logout", data={"csrf_token": "expired"})
+        assert response.status_code == 302 and response.location.endswith("/staff/login")
+        response = c.get("/staff/requests")
+        assert response.status_code == 302 and "/staff/login" in response.location
+        assert c.get("/staff/login").status_code == 200  # the form, not a trip to the queue
+        with strict.app_context():
+            [session] = db.session.scalars(select(StaffSession)).all()
+            assert session.end_reason == "logout" and session.ended_at is not None
+    finally:
+        dispose(strict)
+    assert "logout" in [e.action for e in events(app)]
+
+
 def test_idle_logout_after_15_minutes(app, client, login):
     login("front_desk")
     app.config["CLINIC_NOW"] = FIXED_NOW + timedelta(minutes=14)
@@ -277,6 +307,68 @@ def test_admin_manages_users_but_sees_no_patients(app, client, login, make_reque
     with app.app_context():
         user = db.session.get(StaffUser, user_id)
         assert user.role == "physician" and not user.active
+
+
+# What a practice admin may open: users, the audit log, schedule settings (spec 4.4: "user/role
+# management, template config. No PHI by default").
+ADMIN_PAGES = {
+    "staff.login",
+    "staff.logout",
+    "staff.home",
+    "staff.session_check",
+    "staff.users",
+    "staff.edit_user",
+    "staff.revoke_user_tokens",
+    "staff.audit_log",
+    "staff.providers",
+    "staff.rotate_feed_token",
+    "staff.schedule_settings",
+    "staff.schedule_settings_add",
+    "staff.schedule_row_delete",
+    "staff.schedule_location",
+    "staff.schedule_provider",
+    "staff.schedule_type",
+}
+
+
+def test_admin_is_refused_every_other_back_office_page(app, client, login, make_request):
+    """Every staff route not on the admin's short list is a 403, new routes included."""
+    request_id = make_request()
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    login("admin")
+    refused = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("staff.") or rule.endpoint in ADMIN_PAGES:
+            continue
+        url = re.sub(r"<int:\w+>", str(patient_id), rule.rule).replace("<kind>", "hours")
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            refused.append((method, url, client.open(url, method=method).status_code))
+    assert {code for _, _, code in refused} == {403}, [r for r in refused if r[2] != 403]
+    assert ("GET", f"/staff/patients/{patient_id}/messages", 403) in refused
+
+
+def test_admin_pages_show_no_patient_data(app, client, login, make_request):
+    """The pages an admin opens name no patient and give away no clinical answer, not even
+    as the name of a red-flag question in the audit log."""
+    from tests.conftest import example_values
+
+    request_id = make_request(rf_bowel="new")
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    login("nurse")
+    client.get(f"/staff/requests/{request_id}")
+    client.post("/staff/logout")
+    login("admin")
+    values = example_values()
+    secrets = ["rf_bowel", values["last_name"], values["email"], values["phone_mobile"]]
+    for url in ("/staff/users", "/staff/audit", f"/staff/audit?patient_id={patient_id}"):
+        page = client.get(url).get_data(as_text=True)
+        assert not [s for s in secrets if s in page], url
+        assert ">Messages<" not in page and ">Intake queue<" not in page
+    report = client.get(f"/staff/audit?patient_id={patient_id}").get_data(as_text=True)
+    assert "nurse@clinic.test (nurse)" in report
+    assert f"consultation_request #{request_id}" in report
 
 
 @pytest.mark.parametrize("role", ["front_desk", "nurse", "physician"])

@@ -23,7 +23,7 @@ class StatusForm(FlaskForm):
 
 
 class ActionForm(FlaskForm):
-    """A bare POST with a CSRF token (acknowledge, callback done, logout)."""
+    """A bare POST with a CSRF token (acknowledge, callback done, revoke tokens)."""
 
 
 class NewUserForm(FlaskForm):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from clinic.intake.fields import FIELDS, RED_FLAGS, SECTIONS, Field
 from clinic.intake.models import ConsultationRequest
+from clinic.models import AuditEvent
 from clinic.staff.roles import can
 
 SECTION_PERMISSION = {
@@ -81,3 +82,29 @@ def signals_for(user, request: ConsultationRequest) -> tuple[list[dict], list[di
         else []
     )
     return clinical, coverage
+
+
+# What the audit log's changed field names may be shown for: settings and staff accounts. On a
+# patient's request or check-in the names are the answers (``rf_bowel`` on a red_flag_raised
+# event says which red flag fired), and the log's reader, the practice admin, sees no PHI.
+NON_PATIENT_RESOURCES = frozenset(
+    {
+        "staff_user",
+        "staff_session",
+        "api_token",
+        "location",
+        "provider",
+        "appointment_type",
+        "provider_hours",
+        "schedule_exception",
+        "time_off",
+        "clinic_closure",
+    }
+)
+
+
+def audit_fields(event: AuditEvent) -> list[str]:
+    """The changed field names the audit page shows: none on an event about a patient."""
+    if event.patient_id is not None or event.resource_type not in NON_PATIENT_RESOURCES:
+        return []
+    return list(event.changed_fields or [])

@@ -12,7 +12,7 @@ from clinic.scheduling import services
 from clinic.scheduling.feeds import feed_url
 from clinic.scheduling.models import Provider
 from clinic.staff.forms import ActionForm
-from clinic.staff.roles import require
+from clinic.staff.roles import can, require
 from clinic.staff.views import bp
 
 
@@ -20,22 +20,26 @@ from clinic.staff.views import bp
 @login_required
 @require("schedule.edit")
 def providers():
+    """The feed URLs, to those who hand them out; the admin gets the rotate buttons only, as a
+    URL reads patients' initials and appointment times (no PHI for the admin, spec 4.4)."""
     rows = db.session.scalars(
         select(Provider).order_by(Provider.active.desc(), Provider.name)
     ).all()
-    # The feed URLs are credentials: who looked at them is worth knowing.
-    audit.record(
-        "view",
-        actor=current_user,
-        resource_type="provider",
-        reason="calendar feed URLs",
-        client=http.client_meta(),
-        now=http.now(),
-    )
-    db.session.commit()
+    show_urls = can(current_user, "schedule.feeds")
+    if show_urls:
+        # The feed URLs are credentials: who looked at them is worth knowing.
+        audit.record(
+            "view",
+            actor=current_user,
+            resource_type="provider",
+            reason="calendar feed URLs",
+            client=http.client_meta(),
+            now=http.now(),
+        )
+        db.session.commit()
     return render_template(
         "staff/providers.html",
-        rows=[(p, feed_url(p)) for p in rows],
+        rows=[(p, feed_url(p) if show_urls else None) for p in rows],
     )
 
 

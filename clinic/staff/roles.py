@@ -30,14 +30,17 @@ PERMISSIONS: dict[str, set[str]] = {
     "request.clinician_entries": {NURSE, DOC},
     "appointments.view": {FD, NURSE, DOC, BILL},
     "appointments.manage": {FD, NURSE, DOC},
-    "schedule.edit": {FD, ADMIN},
-    "messages.view": {FD, NURSE, DOC, ADMIN},  # message log: kind, status, errors; no content
-    "messages.resend": {FD, NURSE, DOC, ADMIN},
+    "schedule.edit": {FD, ADMIN},  # locations, providers, visit types, hours: no patient data
+    "schedule.feeds": {FD},  # feed URLs read appointment times with patients' initials
+    "messages.view": {FD, NURSE, DOC},  # message log: patient, kind, status, errors; no content
+    "messages.resend": {FD, NURSE, DOC},
     "tasks.view": {FD, NURSE, DOC},
     "followup.record": {NURSE, DOC},  # record a procedure, which starts its follow-up plan
     "followup.outcomes": {NURSE, DOC},  # check-in answers, scores, the outcome chart
     "followup.ack_pause": {NURSE, DOC},  # acknowledge a check-in red flag, resume automation
     "followup.unlock": {NURSE, DOC},  # reopen a check-in link locked by wrong dates of birth
+    # The practice admin holds no PHI by default (spec 4.4): users, the audit log (no answers,
+    # see presenters.audit_fields) and the schedule's settings, nothing naming a patient.
     "users.manage": {ADMIN},
     "audit.view": {ADMIN},
 }

@@ -324,6 +324,27 @@ def test_admin_rotates_too_and_unknown_provider_is_404(app, client, schedule, lo
     assert client.post("/staff/providers/999999/feed-token").status_code == 404
 
 
+def test_admin_rotates_but_never_sees_a_feed_url(app, client, schedule, login):
+    """A feed URL reads appointment times with patients' initials: PHI, which a practice admin
+    does not see by default (spec 4.4). Rotating a leaked one needs no URL on the page."""
+    patel = schedule["providers"][0]
+    old = token_of(app, patel)
+    login("admin")
+    page = client.get("/staff/providers").get_data(as_text=True)
+    assert old not in page and "/calendar/" not in page
+    assert client.post(f"/staff/providers/{patel}/feed-token").status_code == 302
+    new = token_of(app, patel)
+    assert new != old
+    page = client.get("/staff/providers").get_data(as_text=True)
+    assert new not in page and "/calendar/" not in page
+    with app.app_context():  # no URL was shown, so no viewing of URLs to audit
+        assert not db.session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.resource_type == "provider", AuditEvent.action == "view"
+            )
+        ).all()
+
+
 @pytest.mark.parametrize("role", ["nurse", "physician", "billing"])
 def test_other_roles_cannot_see_or_rotate_feed_urls(app, client, schedule, login, role):
     patel = schedule["providers"][0]
