@@ -1,16 +1,22 @@
 """The container set-up: docker-compose.yml, the Dockerfile and the entry points they name.
 
 Nothing here runs Docker or needs a database: the files are parsed and checked for the
-promises the rest of the project relies on (names of settings, hosts, start order).
+promises the rest of the project relies on (names of settings, hosts, start order). The
+worker's and beat's healthcheck commands are also run as written against a real worker and beat
+on the test Redis.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import shlex
+import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,6 +67,36 @@ def env(services) -> dict:
 
 def _argv(command: str | list[str]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _option(argv: list[str], *names: str) -> str | None:
+    """The value after the first of ``names`` in ``argv`` (``--name value`` or ``--name=value``)."""
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name:
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``1m30s``, ``15s``) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _ping_check(services, name: str) -> tuple[list[str], dict]:
+    """The argv of a Celery service's healthcheck, which must be ``celery inspect ping``."""
+    check = services[name]["healthcheck"]
+    test = check["test"]
+    # A shell, so that $HOSTNAME (the container's, hence the node's) is expanded at check time.
+    assert test[0] == "CMD-SHELL" and len(test) == 2, test
+    argv = shlex.split(test[1])
+    assert argv[:5] == ["celery", "-A", "worker", "inspect", "ping"], argv
+    return argv, check
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -198,6 +234,58 @@ def test_healthchecks(services):
     compile(web[3], "<healthcheck>", "exec")
 
 
+def test_every_service_has_a_healthcheck(services):
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        check = service.get("healthcheck")
+        assert check and not check.get("disable"), name
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}, (name, check["test"])
+        for key in ("interval", "timeout", "retries"):
+            assert key in check, (name, key)
+        assert _seconds(check["timeout"]) <= _seconds(check["interval"]), name
+        assert isinstance(check["retries"], int) and check["retries"] >= 3, name
+
+
+def test_worker_healthcheck_pings_this_worker(services):
+    argv, check = _ping_check(services, "worker")
+    # Its own node, not any worker: with --scale worker=N each container answers for itself.
+    # The worker keeps Celery's default node name, celery@<hostname>, and Docker sets HOSTNAME
+    # to the container's host name. $$ is compose's escape: a lone $ would be replaced when
+    # compose reads the file, with the host's HOSTNAME or nothing.
+    worker = _argv(services["worker"]["command"])
+    assert _option(worker, "-n", "--hostname") is None, worker
+    assert _option(argv, "-d", "--destination") == "celery@$$HOSTNAME", argv
+    # inspect exits non-zero when no node replied in time; it returns at the first reply.
+    wait = float(_option(argv, "-t", "--timeout"))
+    assert wait + 5 <= _seconds(check["timeout"]), (wait, check["timeout"])
+
+
+def test_beat_healthcheck_pings_beat_which_answers_only_while_ticking(services):
+    argv, check = _ping_check(services, "beat")
+    beat = _argv(services["beat"]["command"])
+    # Beat answers remote control only when asked to, as celerybeat@<hostname>.
+    assert "--enable-remote-control" in beat, beat
+    assert _option(beat, "-n", "--hostname") is None, beat
+    assert _option(argv, "-d", "--destination") == "celerybeat@$$HOSTNAME", argv
+    wait = float(_option(argv, "-t", "--timeout"))
+    assert wait + 5 <= _seconds(check["timeout"]), (wait, check["timeout"])
+    # Beat stops answering once its scheduler has not ticked for twice its longest sleep
+    # (--max-interval; 60 s at the least): a stuck scheduler shows within two minutes, not the
+    # ten of the default 300 s sleep.
+    assert int(_option(beat, "--max-interval")) <= 60, beat
+
+
+def test_the_pinned_celery_has_what_the_healthchecks_use(fresh_import):
+    from celery.beat import BeatPidbox
+    from celery.bin.beat import beat as beat_command
+
+    assert "remote_control" in {p.name for p in beat_command.params}
+    assert BeatPidbox.min_tick_age == 60
+    worker = fresh_import("worker")
+    # The worker's ping needs remote control, which the app's settings must leave on.
+    assert worker.celery.conf.worker_enable_remote_control is True
+
+
 def test_images_and_ports(services):
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
@@ -308,3 +396,118 @@ def test_worker_celery_is_the_app_celery_and_knows_the_beat_tasks(fresh_import):
     registered = set(worker.celery.tasks)
     for entry in schedule.values():
         assert entry["task"] in registered, entry["task"]
+
+
+# -- the Celery healthchecks, run as written against a real worker and beat ---------------------
+
+
+def _as_container_runs_it(services, name: str) -> str:
+    """The healthcheck's shell command once compose has read it ($$ is its escape for $)."""
+    return services[name]["healthcheck"]["test"][1].replace("$$", "$")
+
+
+def _with_our_options(argv: list[str], **values: str) -> list[str]:
+    """``argv`` with each ``--option value`` given in ``values`` replaced, the rest appended."""
+    argv = list(argv)
+    for name, value in values.items():
+        option = "--" + name.replace("_", "-")
+        if option in argv:
+            argv[argv.index(option) + 1] = value
+        else:
+            argv += [option, value]
+    return argv
+
+
+def _run_at_once(commands, env: dict, host: str) -> list[tuple[int, str, str]]:
+    """Run shell commands side by side in a container-like environment: (exit code, out, err)."""
+    probes = [
+        subprocess.Popen(
+            ["sh", "-c", command],
+            cwd=ROOT,
+            env={**env, "HOSTNAME": host},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    outputs = [p.communicate(timeout=60) for p in probes]
+    return [(p.returncode, out, err) for p, (out, err) in zip(probes, outputs, strict=True)]
+
+
+def test_the_celery_healthchecks_pass_while_the_node_runs_and_fail_once_it_stops(
+    services, tmp_path
+):
+    from celery import Celery
+
+    from tests.conftest import REDIS_TEST_URL
+
+    host = f"healthcheck-{uuid.uuid4().hex[:8]}"  # unique: other test runs share this Redis
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"CLINIC_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
+    }
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT),
+            "CLINIC_INSTANCE_PATH": str(tmp_path),
+            "CELERY_BROKER_URL": REDIS_TEST_URL,
+            "RATELIMIT_ENABLED": "false",
+        }
+    )
+    # The compose commands, with a node name of our own (in a container it is the default,
+    # <name>@$HOSTNAME, which the static tests above hold), a queue of our own for the worker
+    # and the schedule file in tmp_path.
+    worker = _with_our_options(
+        _argv(services["worker"]["command"]),
+        hostname=f"celery@{host}",
+        queues=host,
+        concurrency="1",
+    )
+    beat = _with_our_options(
+        _argv(services["beat"]["command"]),
+        hostname=f"celerybeat@{host}",
+        schedule=str(tmp_path / "celerybeat-schedule"),
+    )
+    checks = {
+        f"celery@{host}": _as_container_runs_it(services, "worker"),
+        f"celerybeat@{host}": _as_container_runs_it(services, "beat"),
+    }
+    log = (tmp_path / "celery.log").open("w")
+    processes = [
+        subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for argv in (worker, beat)
+    ]
+    control = Celery(broker=REDIS_TEST_URL).control
+    try:
+        deadline = time.monotonic() + 60
+        while len(control.ping(list(checks), timeout=0.5)) < len(checks):
+            assert all(p.poll() is None for p in processes), (tmp_path / "celery.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "celery.log").read_text()
+        for node, (code, out, err) in zip(
+            checks, _run_at_once(checks.values(), env, host), strict=True
+        ):
+            assert code == 0, (node, out, err)
+            assert f"{node}: OK" in out, out
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+        # The worker's queue of our own leaves kombu's bindings behind.
+        import redis
+
+        redis.Redis.from_url(REDIS_TEST_URL).delete(
+            host, f"_kombu.binding.{host}", f"_kombu.binding_permanent.{host}"
+        )
+    # Gone: no reply, a non-zero exit (waiting 2 s for the reply instead of the check's own).
+    shorter = [re.sub(r"--timeout \S+", "--timeout 2", command) for command in checks.values()]
+    for code, out, err in _run_at_once(shorter, env, host):
+        assert code != 0, (out, err)
+        assert "No nodes replied" in err, err
