@@ -56,6 +56,7 @@ ALL_SHOWN = example_values(
     anticoag_any=True,
     anticoag_agents=["aspirin"],
     anticoag_reason=["heart_stent"],
+    anticoag_stent_date="2025-03",
     anticoag_prescriber="Dr. Feld",
     bleeding_disorder=True,
     bleeding_disorder_detail="bruise easily",

@@ -134,3 +134,18 @@ def test_a_sudden_or_injury_onset_asks_the_trauma_question_again():
         assert ("rf_trauma_recheck" in errors) is asked, onset
         clean, errors = schema.validate_all(dict(values, rf_trauma_recheck="no"), TODAY)
         assert errors == {} and ("rf_trauma_recheck" in clean) is asked, onset
+
+
+def test_the_stent_date_is_asked_only_for_a_heart_stent():
+    """Spec 1.8: "heart_stent (+date)". Old code had no date at all (an unknown field)."""
+    clean, errors = schema.validate_all(ALL_SHOWN, TODAY)
+    assert errors == {} and clean["anticoag_stent_date"] == "2025-03"
+    # optional: a patient may not know the month
+    clean, errors = schema.validate_all(with_value("anticoag_stent_date", None), TODAY)
+    assert errors == {} and "anticoag_stent_date" not in clean
+    # hidden, so neither required nor kept, without a stent or without a blood thinner
+    for other in (dict(ALL_SHOWN, anticoag_reason=["afib"]), dict(ALL_SHOWN, anticoag_any=False)):
+        clean, errors = schema.validate_all(other, TODAY)
+        assert errors == {} and "anticoag_stent_date" not in clean
+    _, errors = schema.validate_all(with_value("anticoag_stent_date", "2026-12"), TODAY)
+    assert errors == {"anticoag_stent_date": ["This date can't be in the future."]}

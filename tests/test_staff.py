@@ -202,6 +202,24 @@ def test_nurse_sees_clinical_detail(app, client, login, make_request):
     assert "Acknowledge red flags" in page
 
 
+def test_the_stent_date_is_shown_to_clinicians_only(app, client, login, make_request):
+    request_id = make_request(
+        anticoag_any=True,
+        anticoag_agents=["clopidogrel"],
+        anticoag_reason=["heart_stent"],
+        anticoag_stent_date="2026-02",
+        anticoag_prescriber="Dr. Feld",
+    )
+    login("nurse")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "<dt>When was the heart stent put in? (month and year)</dt><dd>2026-02</dd>" in page
+    assert page.index("Your health") < page.index("When was the heart stent put in")
+    client.post("/staff/logout")
+    login("front_desk")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "heart stent" not in page and "2026-02" not in page
+
+
 def test_front_desk_sees_that_a_red_flag_exists_but_no_clinical_answers(
     app, client, login, make_request
 ):

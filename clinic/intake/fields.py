@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-FORM_VERSION = "intake-2026.11-v2"
+FORM_VERSION = "intake-2026.11-v3"
 
 YES_NO = (("yes", "Yes"), ("no", "No"))
 RF_CHOICES = (
@@ -925,6 +925,7 @@ IMAGING = Section(
 )
 
 _ANTICOAG = _when("anticoag_any", eq=True)
+_STENT = {"all": [_ANTICOAG, _when("anticoag_reason", contains="heart_stent")]}
 # shown unless "male" (also when the question was skipped)
 _NOT_MALE = {"not": _when("sex_at_birth", eq="male")}
 HEALTH = Section(
@@ -978,6 +979,15 @@ HEALTH = Section(
                 ("other", "Other"),
                 ("unknown", "I don't know"),
             ),
+        ),
+        # spec 1.8 "heart_stent (+date)": optional like the other detail dates; a patient may
+        # not know it, and the hold plan comes from the prescriber (asked for next) anyway
+        Field(
+            "anticoag_stent_date",
+            "When was the heart stent put in? (month and year)",
+            "month",
+            show_when=_STENT,
+            help="If you don't know, leave this blank.",
         ),
         _text(
             "anticoag_prescriber",
