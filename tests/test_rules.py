@@ -202,6 +202,9 @@ def test_an_unknown_level_does_not_hide_a_known_one_at_the_target():
             "likely_exclusion",
         ),
         ({"clinician": {"clin_mme": 91}}, "HIGH_MME", "caution"),
+        ({"clinician": {"clin_foraminal_severe": "severe"}}, "FORAMINAL_SEVERE", "caution"),
+        ({"clinician": {"clin_facet_severe": "severe"}}, "FACET_SEVERE", "caution"),
+        ({"clinician": {"clin_disc_protrusion": "severe"}}, "DISC_PROTRUSION_SEVERE", "caution"),
     ],
 )
 def test_signal_fires(overrides, code, level):
@@ -215,6 +218,9 @@ def test_signal_fires(overrides, code, level):
         ({"clinician": {"clin_mme": 90}}, "HIGH_MME"),
         ({"date_of_birth": "1976-11-24"}, "AGE_ATYPICAL"),
         ({"clinician": {"clin_spondylolisthesis": "grade_I_stable"}}, "INSTABILITY"),
+        ({"clinician": {"clin_foraminal_severe": "moderate"}}, "FORAMINAL_SEVERE"),
+        ({"clinician": {"clin_facet_severe": "moderate"}}, "FACET_SEVERE"),
+        ({"clinician": {"clin_disc_protrusion": "moderate"}}, "DISC_PROTRUSION_SEVERE"),
     ],
 )
 def test_signal_stays_quiet_at_its_edge(overrides, code):
@@ -251,3 +257,12 @@ def test_condition_language():
     assert evaluate(
         {"not": {"any": [{"field": "a", "eq": 1}, {"field": "a", "eq": 2}]}}, answers, TODAY
     )
+
+
+def test_the_physicians_imaging_grades_are_their_own_evidence():
+    clinician = {"clin_foraminal_severe": "severe", "clin_disc_protrusion": "severe"}
+    s = _signals(clinician=clinician)
+    assert s["FORAMINAL_SEVERE"]["evidence_field_ids"] == ["clin_foraminal_severe"]
+    assert s["DISC_PROTRUSION_SEVERE"]["evidence_field_ids"] == ["clin_disc_protrusion"]
+    assert "FACET_SEVERE" not in s
+    assert RULES.signals["version"] == "candidacy-signals-2026.11-v2"

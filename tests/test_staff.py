@@ -360,6 +360,57 @@ def test_clinician_findings_update_signals(app, client, login, make_request):
     assert signals["IMAGING_LF"] == "support" and signals["INSTABILITY"] == "likely_exclusion"
 
 
+GRADES = ("clin_foraminal_severe", "clin_facet_severe", "clin_disc_protrusion")
+
+
+def test_the_physician_grades_foraminal_facet_and_disc_findings(app, client, login, make_request):
+    """Spec 1.7: clinician-only, none/mild/moderate/severe. Old code had no such entries."""
+    request_id = make_request()
+    url = f"/staff/requests/{request_id}/clinical"
+    login("physician")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    for field_id in GRADES:
+        assert f'<select id="{field_id}" name="{field_id}">' in page
+    response = client.post(url, data={"clin_facet_severe": "very", "clin_disc_protrusion": "4"})
+    assert response.status_code == 422
+    body = response.get_data(as_text=True)
+    assert body.count("Choose from the list.") == 2
+    response = client.post(
+        url,
+        data={
+            "clin_foraminal_severe": "severe",
+            "clin_facet_severe": "moderate",
+            "clin_disc_protrusion": "",
+        },
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        req = db.session.get(ConsultationRequest, request_id)
+        entries, signals = req.clinician_entries, {s["code"] for s in req.candidacy_signals}
+        assert req.rules_version.endswith("candidacy-signals-2026.11-v2")
+    assert entries == {"clin_foraminal_severe": "severe", "clin_facet_severe": "moderate"}
+    assert "FORAMINAL_SEVERE" in signals and "FACET_SEVERE" not in signals
+    [event] = [e for e in events(app, "update") if e.actor_role == "physician"]
+    assert event.changed_fields == ["clin_foraminal_severe", "clin_facet_severe"]
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert '<option value="severe" selected>' in page
+    client.post("/staff/logout")
+
+    # a nurse reads the physician's findings but cannot change them
+    login("nurse")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "<dt>Foraminal stenosis</dt><dd>severe</dd>" in page
+    assert '<select id="clin_foraminal_severe"' not in page and "FORAMINAL_SEVERE" in page
+    client.post(url, data={"clin_foraminal_severe": "none"})
+    with app.app_context():
+        entries = db.session.get(ConsultationRequest, request_id).clinician_entries
+    assert entries["clin_foraminal_severe"] == "severe"
+    client.post("/staff/logout")
+    login("front_desk")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "Foraminal" not in page and "FORAMINAL_SEVERE" not in page
+
+
 def test_every_view_of_a_request_is_audited_and_admin_sees_who(app, client, login, make_request):
     request_id = make_request()
     with app.app_context():

@@ -21,10 +21,21 @@ CLINICIAN_FIELDS = {
     "clin_lf_thickness_mm": ("decimal", 0.0, 15.0, {"physician"}),
     "clin_target_levels": ("multi", None, None, {"physician"}),
     "clin_spondylolisthesis": ("choice", None, None, {"physician"}),
+    # spec 1.7: confounders per MiDAS III / MOTION
+    "clin_foraminal_severe": ("choice", None, None, {"physician"}),
+    "clin_facet_severe": ("choice", None, None, {"physician"}),
+    "clin_disc_protrusion": ("choice", None, None, {"physician"}),
     "clin_mme": ("int", 0, 2000, {"physician", "nurse"}),
     "odi_external_score": ("int", 0, 100, {"physician", "nurse"}),
 }
 SPONDY_CHOICES = ("none", "grade_I_stable", "grade_I_unstable", "grade_II_plus")
+GRADE_CHOICES = ("none", "mild", "moderate", "severe")
+CLINICIAN_CHOICES = {
+    "clin_spondylolisthesis": SPONDY_CHOICES,
+    "clin_foraminal_severe": GRADE_CHOICES,
+    "clin_facet_severe": GRADE_CHOICES,
+    "clin_disc_protrusion": GRADE_CHOICES,
+}
 LEVEL_CODES = ("L1-2", "L2-3", "L3-4", "L4-5", "L5-S1")
 
 ALLOWED_STATUS_CHANGES = {
@@ -384,7 +395,7 @@ def _parse_clinician_value(kind, value, lo, hi, field_id):
     if value in ("", None):
         return None
     if kind == "choice":
-        if value not in SPONDY_CHOICES:
+        if value not in CLINICIAN_CHOICES[field_id]:
             raise ValueError("Choose from the list.")
         return value
     try:

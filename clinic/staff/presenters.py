@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from clinic.intake.fields import FIELDS, RED_FLAGS, SECTIONS, Field
 from clinic.intake.models import ConsultationRequest
+from clinic.intake.services import CLINICIAN_FIELDS
 from clinic.staff.roles import can
 
 SECTION_PERMISSION = {
@@ -17,6 +18,17 @@ SECTION_PERMISSION = {
     "F": "request.clinical",
     "G": "request.clinical",
     "H": "request.contact",
+}
+
+CLINICIAN_LABELS = {
+    "clin_lf_thickness_mm": "Max ligamentum flavum thickness at target level (mm)",
+    "clin_target_levels": "Target level(s)",
+    "clin_spondylolisthesis": "Spondylolisthesis",
+    "clin_foraminal_severe": "Foraminal stenosis",
+    "clin_facet_severe": "Facet arthropathy",
+    "clin_disc_protrusion": "Disc protrusion",
+    "clin_mme": "Opioid dose (MME per day)",
+    "odi_external_score": "ODI % from a paper form",
 }
 
 
@@ -54,6 +66,21 @@ def visible_sections(user, request: ConsultationRequest) -> list[tuple[str, list
         if rows:
             out.append((section.title, rows))
     return out
+
+
+def clinician_rows(user, request: ConsultationRequest) -> list[Answer]:
+    """Clinician-only findings the user may read but not enter (a physician's, for a nurse)."""
+    if not can(user, "request.clinical"):
+        return []
+    entries = request.clinician_entries or {}
+    rows = []
+    for field_id, (_, _, _, roles) in CLINICIAN_FIELDS.items():
+        value = entries.get(field_id)
+        if value is None or user.role in roles:
+            continue
+        shown = ", ".join(value) if isinstance(value, list) else str(value).replace("_", " ")
+        rows.append(Answer(field_id, CLINICIAN_LABELS[field_id], shown))
+    return rows
 
 
 def red_flag_rows(request: ConsultationRequest) -> list[Answer]:
