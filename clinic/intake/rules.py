@@ -92,8 +92,12 @@ def triage(answers: Mapping[str, Any], rules: RuleSet) -> TriageResult:
 def derived_facts(answers: Mapping[str, Any], clinician: Mapping[str, Any]) -> dict[str, Any]:
     """Facts the signal rules read besides the raw answers (clinician entries, derived scores)."""
     facts: dict[str, Any] = {**answers, **{k: v for k, v in clinician.items() if v is not None}}
+    # the ODI the patient answered at intake (with a licensed pack), unless staff entered one
+    # from a paper form: that is the later, deliberate entry
     if clinician.get("odi_external_score") is not None:
         facts["odi_score"] = clinician["odi_external_score"]
+    elif answers.get("odi_pct") is not None:
+        facts["odi_score"] = answers["odi_pct"]
     surgery_levels = set(answers.get("tx_surgery_levels") or [])
     targets = set(clinician.get("clin_target_levels") or [])
     if answers.get("tx_lumbar_surgery") and targets:

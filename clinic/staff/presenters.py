@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clinic.intake.fields import FIELDS, RED_FLAGS, SECTIONS, Field
+from clinic.followup.questions import current_odi_pack
+from clinic.intake import odi
+from clinic.intake.fields import FIELDS, RED_FLAGS, SECTIONS, SYMPTOMS, Field
 from clinic.intake.models import ConsultationRequest
 from clinic.intake.services import CLINICIAN_FIELDS
 from clinic.staff.roles import can
@@ -63,6 +65,8 @@ def visible_sections(user, request: ConsultationRequest) -> list[tuple[str, list
             for f in section.fields
             if f.id in answers
         ]
+        if section is SYMPTOMS:  # the ODI, when the patient was asked it
+            rows += [Answer(*row) for row in odi.answer_rows(answers, current_odi_pack())]
         if rows:
             out.append((section.title, rows))
     return out
