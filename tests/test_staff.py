@@ -411,6 +411,49 @@ def test_the_physician_grades_foraminal_facet_and_disc_findings(app, client, log
     assert "Foraminal" not in page and "FORAMINAL_SEVERE" not in page
 
 
+def test_surgeries_one_by_one_and_answers_of_the_old_form_stay_readable(
+    app, client, login, make_request
+):
+    request_id = make_request(
+        tx_lumbar_surgery=True,
+        tx_surgery_count="two",
+        tx_surgery_1_types=["laminectomy_laminotomy", "fusion"],
+        tx_surgery_1_levels=["L4-5"],
+        tx_surgery_1_year=2019,
+        tx_surgery_2_types=["discectomy"],
+        tx_surgery_2_levels=["L5-S1"],
+    )
+    old_id = make_request()
+    with app.app_context():  # a request stored by form v2: one set of types and levels
+        old = db.session.get(ConsultationRequest, old_id)
+        old.answers = {
+            **old.answers,
+            "tx_lumbar_surgery": True,
+            "tx_surgery_types": ["fusion"],
+            "tx_surgery_levels": ["L3-4", "L4-5"],
+            "tx_surgery_year": 2012,
+        }
+        db.session.commit()
+    login("physician")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "<dt>Surgery 1: what kind?</dt><dd>Laminectomy or laminotomy, Fusion</dd>" in page
+    assert "<dt>Surgery 1: what year?</dt><dd>2019</dd>" in page
+    assert "<dt>Surgery 2: at which level(s)?</dt><dd>L5-S1</dd>" in page
+    assert "Surgery 3" not in page
+    page = client.get(f"/staff/requests/{old_id}").get_data(as_text=True)
+    asked = page.index("<dt>Have you had lower-back surgery before?</dt><dd>Yes</dd>")
+    assert asked < page.index("<dt>At which level(s)? (form v2)</dt><dd>L3-4, L4-5</dd>")
+    assert "<dt>Year of the most recent surgery (form v2)</dt><dd>2012</dd>" in page
+    # a target level set now is weighed against the old answers too
+    url = f"/staff/requests/{old_id}/clinical"
+    assert client.post(url, data={"clin_target_levels": ["L3-4"]}).status_code == 302
+    with app.app_context():
+        signals = {
+            s["code"]: s for s in db.session.get(ConsultationRequest, old_id).candidacy_signals
+        }
+    assert signals["PRIOR_SURGERY_LEVEL"]["level"] == "likely_exclusion"
+
+
 def test_every_view_of_a_request_is_audited_and_admin_sees_who(app, client, login, make_request):
     request_id = make_request()
     with app.app_context():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clinic.intake.conditions import evaluate, fields_named
+from clinic.intake.fields import SURGERY_LEVEL_FIELDS
 
 PACKAGED_RULES = Path(__file__).parent / "rules"
 
@@ -98,7 +99,11 @@ def derived_facts(answers: Mapping[str, Any], clinician: Mapping[str, Any]) -> d
         facts["odi_score"] = clinician["odi_external_score"]
     elif answers.get("odi_pct") is not None:
         facts["odi_score"] = answers["odi_pct"]
-    surgery_levels = set(answers.get("tx_surgery_levels") or [])
+    # every surgery described, and those of requests stored before surgeries were asked one by
+    # one; the surgeries of a "four or more" beyond those described may be at any level
+    surgery_levels = {level for key in SURGERY_LEVEL_FIELDS for level in answers.get(key) or []}
+    if answers.get("tx_surgery_count") == "four_or_more":
+        surgery_levels.add("unknown")
     targets = set(clinician.get("clin_target_levels") or [])
     if answers.get("tx_lumbar_surgery") and targets:
         if surgery_levels & targets:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from clinic.followup.questions import current_odi_pack
 from clinic.intake import odi
-from clinic.intake.fields import FIELDS, RED_FLAGS, SECTIONS, SYMPTOMS, Field
+from clinic.intake.fields import FIELDS, RED_FLAGS, RETIRED, SECTIONS, SYMPTOMS, Field
 from clinic.intake.models import ConsultationRequest
 from clinic.intake.services import CLINICIAN_FIELDS
 from clinic.staff.roles import can
@@ -60,9 +60,10 @@ def visible_sections(user, request: ConsultationRequest) -> list[tuple[str, list
     for section in SECTIONS:
         if section is RED_FLAGS or not can(user, SECTION_PERMISSION[section.id]):
             continue
+        fields = [g for f in section.fields for g in (f, *RETIRED.get(f.id, ()))]
         rows = [
             Answer(f.id, f.label, display_value(f, answers[f.id]))
-            for f in section.fields
+            for f in fields
             if f.id in answers
         ]
         if section is SYMPTOMS:  # the ODI, when the patient was asked it
