@@ -68,8 +68,10 @@ PATIENTS = [
         120,
         {
             "tx_lumbar_surgery": True,
-            "tx_surgery_types": ["laminectomy_laminotomy"],
-            "tx_surgery_levels": ["L4-5"],
+            "tx_surgery_count": "one",
+            "tx_surgery_1_types": ["laminectomy_laminotomy"],
+            "tx_surgery_1_levels": ["L4-5"],
+            "tx_surgery_1_year": 2015,
             "sex_at_birth": "male",
             "pregnancy_possible": None,
         },

@@ -6,6 +6,7 @@ database; each test starts from empty tables. Time is injected with the CLINIC_N
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -202,6 +203,32 @@ def example_values(**overrides) -> dict:
 
     values = {**EXAMPLE_REQUEST, **overrides}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def odi_test_pack() -> dict:
+    """A stand-in for a clinic's licensed ODI pack: the real text never enters the repository."""
+    return {
+        "instrument": "odi",
+        "version": "test-pack-1",
+        "language": "en",
+        "sections": [
+            {
+                "title": f"Placeholder section {i}",
+                "options": [f"Placeholder {i}.{k}" for k in range(6)],
+            }
+            for i in range(1, 11)
+        ],
+    }
+
+
+@pytest.fixture
+def odi_pack(app, tmp_path, monkeypatch):
+    """The test pack loaded as the clinic's (ODI_PACK_FILE) for one test."""
+    pack = odi_test_pack()
+    path = tmp_path / "odi-pack.json"
+    path.write_text(json.dumps(pack))
+    monkeypatch.setitem(app.config, "ODI_PACK_FILE", str(path))
+    return pack
 
 
 @pytest.fixture

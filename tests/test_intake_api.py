@@ -293,3 +293,13 @@ def test_a_matching_submission_does_not_rewrite_the_patients_contact_details(app
     with app.app_context():
         patient = db.session.get(Patient, first["patient_id"])
         assert patient.phone_mobile == "+15552010123" and patient.consent_email is True
+
+
+def test_staff_read_gives_clinicians_the_intake_odi(app, client, odi_pack, token_for):
+    body = example_values(**{f"odi_{i}": 2 for i in range(1, 11)})
+    url = f"{URL}/{client.post(URL, json=body).get_json()['id']}"
+    nurse = client.get(url, headers=token_for("nurse")).get_json()
+    assert nurse["answers"]["odi_pct"] == 40 and nurse["answers"]["odi_1"] == 2
+    assert nurse["answers"]["odi_version"] == "test-pack-1"
+    front = client.get(url, headers=token_for("front_desk")).get_json()
+    assert not any(k.startswith("odi_") for k in front["answers"])

@@ -62,7 +62,8 @@ def test_whole_intake_creates_one_request(client, app, inbox):
         assert word not in page
     [req] = requests_in_db(app)
     assert req.triage == "routine" and req.source == "proxy" and req.proxy_name == "Ann Okafor"
-    assert req.answers["tx_surgery_levels"] == ["L5-S1"]
+    assert req.answers["tx_surgery_1_levels"] == ["L5-S1"]
+    assert req.answers["tx_surgery_2_types"] == ["laminectomy_laminotomy", "fusion"]
     assert set(req.answered_at) == {s.id for s in SECTIONS}
     assert req.consents["consent_email"]["text_version"] == "consent-email-2026-01"
     with app.app_context():
@@ -386,3 +387,24 @@ def test_a_late_rule_error_keeps_the_last_steps_answers(app, client):
     with app.app_context():
         draft = db.session.scalars(select(IntakeDraft)).one()
         assert draft.answers["e_signature"] == "Ann O. Okafor"
+
+
+def test_a_draft_begun_on_the_old_form_is_sent_back_to_the_surgeries(app, client):
+    """A draft lives a day: one that answered the old single set of surgery questions moves on
+    (old code looked every kept answer up among the form's questions: a 500) and, at the end,
+    goes back to the treatments step to describe each surgery."""
+    treatments = next(i for i, s in enumerate(SECTIONS) if s.slug == "treatments")
+    walk(client, ALL_SHOWN, upto=treatments + 1)
+    with app.app_context():
+        draft = db.session.scalars(select(IntakeDraft)).one()
+        kept = {k: v for k, v in draft.answers.items() if not k.startswith("tx_surgery_")}
+        draft.answers = kept | {"tx_surgery_types": ["fusion"], "tx_surgery_levels": ["L4-5"]}
+        db.session.commit()
+    for index in range(treatments + 1, STEPS - 1):
+        assert post_step(client, index, ALL_SHOWN).status_code == 302
+    response = post_step(client, STEPS - 1, ALL_SHOWN)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "<h1>Treatments you have tried</h1>" in page
+    assert 'id="tx_surgery_count-error"' in page and 'id="tx_surgery_1_levels-error"' in page
+    assert requests_in_db(app) == []

@@ -154,12 +154,17 @@ def test_imaging_older_than_12_months(imaging_date, stale):
     assert ("IMAGING_STALE" in _signals(imaging_date=imaging_date)) is stale
 
 
+def _surgeries(*levels, count=None):
+    """Answers for one lower-back surgery per list of levels, the most recent first."""
+    words = ["one", "two", "three"]
+    answers = {"tx_lumbar_surgery": True, "tx_surgery_count": count or words[len(levels) - 1]}
+    for n, at in enumerate(levels, start=1):
+        answers |= {f"tx_surgery_{n}_types": ["fusion"], f"tx_surgery_{n}_levels": at}
+    return answers
+
+
 def test_prior_surgery_at_target_level_is_likely_exclusion():
-    surgery = {
-        "tx_lumbar_surgery": True,
-        "tx_surgery_types": ["fusion"],
-        "tx_surgery_levels": ["L4-5"],
-    }
+    surgery = _surgeries(["L4-5"])
     assert _signals(**surgery)["PRIOR_SURGERY_LEVEL"]["level"] == "caution"
     at_target = _signals(**surgery, clinician={"clin_target_levels": ["L4-5"]})
     assert at_target["PRIOR_SURGERY_LEVEL"]["level"] == "likely_exclusion"
@@ -168,16 +173,49 @@ def test_prior_surgery_at_target_level_is_likely_exclusion():
 
 
 def test_an_unknown_level_does_not_hide_a_known_one_at_the_target():
-    surgery = {
-        "tx_lumbar_surgery": True,
-        "tx_surgery_types": ["laminectomy_laminotomy"],
-        "tx_surgery_levels": ["L4-5", "unknown"],
-    }
+    surgery = _surgeries(["L4-5", "unknown"])
     at_target = _signals(**surgery, clinician={"clin_target_levels": ["L4-5"]})
     assert at_target["PRIOR_SURGERY_LEVEL"]["level"] == "likely_exclusion"
     # the unknown level may still be the target: caution, not silence
     elsewhere = _signals(**surgery, clinician={"clin_target_levels": ["L2-3"]})
     assert elsewhere["PRIOR_SURGERY_LEVEL"]["level"] == "caution"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_every_surgery_described_counts_at_the_target(n):
+    """Spec 1.6: levels per surgery. Old code knew one set of levels for all of them."""
+    levels = [["L2-3"], ["L3-4"], ["L5-S1"]]
+    levels[n - 1] = ["L4-5"]
+    s = _signals(**_surgeries(*levels), clinician={"clin_target_levels": ["L4-5"]})
+    assert s["PRIOR_SURGERY_LEVEL"]["level"] == "likely_exclusion"
+    assert s["PRIOR_SURGERY_LEVEL"]["evidence_field_ids"] == [
+        "tx_lumbar_surgery",
+        "prior_surgery_at_target",
+    ]
+
+
+def test_more_surgeries_than_described_may_be_at_the_target():
+    surgeries = _surgeries(["L2-3"], ["L3-4"], ["L5-S1"], count="four_or_more")
+    s = _signals(**surgeries, clinician={"clin_target_levels": ["L4-5"]})
+    assert s["PRIOR_SURGERY_LEVEL"]["level"] == "caution"
+    described = _signals(**_surgeries(["L2-3"], ["L3-4"], ["L5-S1"]))
+    assert described["PRIOR_SURGERY_LEVEL"]["level"] == "caution"  # no target level yet
+    s = _signals(
+        **_surgeries(["L2-3"], ["L3-4"], ["L5-S1"]), clinician={"clin_target_levels": ["L4-5"]}
+    )
+    assert "PRIOR_SURGERY_LEVEL" not in s
+
+
+def test_a_request_stored_before_surgeries_were_asked_one_by_one_still_counts():
+    stored = {"tx_lumbar_surgery": True, "tx_surgery_types": ["fusion"]}
+    at_target = _signals(
+        **stored, tx_surgery_levels=["L4-5"], clinician={"clin_target_levels": ["L4-5"]}
+    )
+    assert at_target["PRIOR_SURGERY_LEVEL"]["level"] == "likely_exclusion"
+    elsewhere = _signals(
+        **stored, tx_surgery_levels=["L2-3"], clinician={"clin_target_levels": ["L4-5"]}
+    )
+    assert "PRIOR_SURGERY_LEVEL" not in elsewhere
 
 
 @pytest.mark.parametrize(
@@ -202,6 +240,9 @@ def test_an_unknown_level_does_not_hide_a_known_one_at_the_target():
             "likely_exclusion",
         ),
         ({"clinician": {"clin_mme": 91}}, "HIGH_MME", "caution"),
+        ({"clinician": {"clin_foraminal_severe": "severe"}}, "FORAMINAL_SEVERE", "caution"),
+        ({"clinician": {"clin_facet_severe": "severe"}}, "FACET_SEVERE", "caution"),
+        ({"clinician": {"clin_disc_protrusion": "severe"}}, "DISC_PROTRUSION_SEVERE", "caution"),
     ],
 )
 def test_signal_fires(overrides, code, level):
@@ -215,6 +256,9 @@ def test_signal_fires(overrides, code, level):
         ({"clinician": {"clin_mme": 90}}, "HIGH_MME"),
         ({"date_of_birth": "1976-11-24"}, "AGE_ATYPICAL"),
         ({"clinician": {"clin_spondylolisthesis": "grade_I_stable"}}, "INSTABILITY"),
+        ({"clinician": {"clin_foraminal_severe": "moderate"}}, "FORAMINAL_SEVERE"),
+        ({"clinician": {"clin_facet_severe": "moderate"}}, "FACET_SEVERE"),
+        ({"clinician": {"clin_disc_protrusion": "moderate"}}, "DISC_PROTRUSION_SEVERE"),
     ],
 )
 def test_signal_stays_quiet_at_its_edge(overrides, code):
@@ -251,3 +295,12 @@ def test_condition_language():
     assert evaluate(
         {"not": {"any": [{"field": "a", "eq": 1}, {"field": "a", "eq": 2}]}}, answers, TODAY
     )
+
+
+def test_the_physicians_imaging_grades_are_their_own_evidence():
+    clinician = {"clin_foraminal_severe": "severe", "clin_disc_protrusion": "severe"}
+    s = _signals(clinician=clinician)
+    assert s["FORAMINAL_SEVERE"]["evidence_field_ids"] == ["clin_foraminal_severe"]
+    assert s["DISC_PROTRUSION_SEVERE"]["evidence_field_ids"] == ["clin_disc_protrusion"]
+    assert "FACET_SEVERE" not in s
+    assert RULES.signals["version"] == "candidacy-signals-2026.11-v2"

@@ -134,3 +134,37 @@ def test_a_sudden_or_injury_onset_asks_the_trauma_question_again():
         assert ("rf_trauma_recheck" in errors) is asked, onset
         clean, errors = schema.validate_all(dict(values, rf_trauma_recheck="no"), TODAY)
         assert errors == {} and ("rf_trauma_recheck" in clean) is asked, onset
+
+
+def test_the_stent_date_is_asked_only_for_a_heart_stent():
+    """Spec 1.8: "heart_stent (+date)". Old code had no date at all (an unknown field)."""
+    clean, errors = schema.validate_all(ALL_SHOWN, TODAY)
+    assert errors == {} and clean["anticoag_stent_date"] == "2025-03"
+    # optional: a patient may not know the month
+    clean, errors = schema.validate_all(with_value("anticoag_stent_date", None), TODAY)
+    assert errors == {} and "anticoag_stent_date" not in clean
+    # hidden, so neither required nor kept, without a stent or without a blood thinner
+    for other in (dict(ALL_SHOWN, anticoag_reason=["afib"]), dict(ALL_SHOWN, anticoag_any=False)):
+        clean, errors = schema.validate_all(other, TODAY)
+        assert errors == {} and "anticoag_stent_date" not in clean
+    _, errors = schema.validate_all(with_value("anticoag_stent_date", "2026-12"), TODAY)
+    assert errors == {"anticoag_stent_date": ["This date can't be in the future."]}
+
+
+def test_each_surgery_is_asked_up_to_the_number_given():
+    """Spec 1.6: type, levels and year per surgery. Old code had one set for all of them."""
+    for count, asked in (("one", 1), ("two", 2), ("three", 3), ("four_or_more", 3)):
+        clean, errors = schema.validate_all(dict(ALL_SHOWN, tx_surgery_count=count), TODAY)
+        assert errors == {}, count
+        described = {n for n in (1, 2, 3) if f"tx_surgery_{n}_levels" in clean}
+        assert described == set(range(1, asked + 1)), count
+    # each one asked needs its kind and levels; a year may be left out
+    left_out = {"tx_surgery_2_types", "tx_surgery_3_levels", "tx_surgery_1_year"}
+    _, errors = schema.validate_all({k: ALL_SHOWN[k] for k in set(ALL_SHOWN) - left_out}, TODAY)
+    assert set(errors) == {"tx_surgery_2_types", "tx_surgery_3_levels"}
+    clean, errors = schema.validate_all(with_value("tx_lumbar_surgery", False), TODAY)
+    assert errors == {} and not any(k.startswith("tx_surgery_") for k in clean)
+    # the single set of the old form is not asked or accepted any more
+    assert schema.from_json({"tx_surgery_levels": ["L4-5"]})[1] == {
+        "tx_surgery_levels": ["Unknown field."]
+    }

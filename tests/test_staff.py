@@ -232,6 +232,24 @@ def test_nurse_sees_clinical_detail(app, client, login, make_request):
     assert "Acknowledge red flags" in page
 
 
+def test_the_stent_date_is_shown_to_clinicians_only(app, client, login, make_request):
+    request_id = make_request(
+        anticoag_any=True,
+        anticoag_agents=["clopidogrel"],
+        anticoag_reason=["heart_stent"],
+        anticoag_stent_date="2026-02",
+        anticoag_prescriber="Dr. Feld",
+    )
+    login("nurse")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "<dt>When was the heart stent put in? (month and year)</dt><dd>2026-02</dd>" in page
+    assert page.index("Your health") < page.index("When was the heart stent put in")
+    client.post("/staff/logout")
+    login("front_desk")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "heart stent" not in page and "2026-02" not in page
+
+
 def test_front_desk_sees_that_a_red_flag_exists_but_no_clinical_answers(
     app, client, login, make_request
 ):
@@ -432,6 +450,100 @@ def test_clinician_findings_update_signals(app, client, login, make_request):
         req = db.session.get(ConsultationRequest, request_id)
         signals = {s["code"]: s["level"] for s in req.candidacy_signals}
     assert signals["IMAGING_LF"] == "support" and signals["INSTABILITY"] == "likely_exclusion"
+
+
+GRADES = ("clin_foraminal_severe", "clin_facet_severe", "clin_disc_protrusion")
+
+
+def test_the_physician_grades_foraminal_facet_and_disc_findings(app, client, login, make_request):
+    """Spec 1.7: clinician-only, none/mild/moderate/severe. Old code had no such entries."""
+    request_id = make_request()
+    url = f"/staff/requests/{request_id}/clinical"
+    login("physician")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    for field_id in GRADES:
+        assert f'<select id="{field_id}" name="{field_id}">' in page
+    response = client.post(url, data={"clin_facet_severe": "very", "clin_disc_protrusion": "4"})
+    assert response.status_code == 422
+    body = response.get_data(as_text=True)
+    assert body.count("Choose from the list.") == 2
+    response = client.post(
+        url,
+        data={
+            "clin_foraminal_severe": "severe",
+            "clin_facet_severe": "moderate",
+            "clin_disc_protrusion": "",
+        },
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        req = db.session.get(ConsultationRequest, request_id)
+        entries, signals = req.clinician_entries, {s["code"] for s in req.candidacy_signals}
+        assert req.rules_version.endswith("candidacy-signals-2026.11-v2")
+    assert entries == {"clin_foraminal_severe": "severe", "clin_facet_severe": "moderate"}
+    assert "FORAMINAL_SEVERE" in signals and "FACET_SEVERE" not in signals
+    [event] = [e for e in events(app, "update") if e.actor_role == "physician"]
+    assert event.changed_fields == ["clin_foraminal_severe", "clin_facet_severe"]
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert '<option value="severe" selected>' in page
+    client.post("/staff/logout")
+
+    # a nurse reads the physician's findings but cannot change them
+    login("nurse")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "<dt>Foraminal stenosis</dt><dd>severe</dd>" in page
+    assert '<select id="clin_foraminal_severe"' not in page and "FORAMINAL_SEVERE" in page
+    client.post(url, data={"clin_foraminal_severe": "none"})
+    with app.app_context():
+        entries = db.session.get(ConsultationRequest, request_id).clinician_entries
+    assert entries["clin_foraminal_severe"] == "severe"
+    client.post("/staff/logout")
+    login("front_desk")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "Foraminal" not in page and "FORAMINAL_SEVERE" not in page
+
+
+def test_surgeries_one_by_one_and_answers_of_the_old_form_stay_readable(
+    app, client, login, make_request
+):
+    request_id = make_request(
+        tx_lumbar_surgery=True,
+        tx_surgery_count="two",
+        tx_surgery_1_types=["laminectomy_laminotomy", "fusion"],
+        tx_surgery_1_levels=["L4-5"],
+        tx_surgery_1_year=2019,
+        tx_surgery_2_types=["discectomy"],
+        tx_surgery_2_levels=["L5-S1"],
+    )
+    old_id = make_request()
+    with app.app_context():  # a request stored by form v2: one set of types and levels
+        old = db.session.get(ConsultationRequest, old_id)
+        old.answers = {
+            **old.answers,
+            "tx_lumbar_surgery": True,
+            "tx_surgery_types": ["fusion"],
+            "tx_surgery_levels": ["L3-4", "L4-5"],
+            "tx_surgery_year": 2012,
+        }
+        db.session.commit()
+    login("physician")
+    page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
+    assert "<dt>Surgery 1: what kind?</dt><dd>Laminectomy or laminotomy, Fusion</dd>" in page
+    assert "<dt>Surgery 1: what year?</dt><dd>2019</dd>" in page
+    assert "<dt>Surgery 2: at which level(s)?</dt><dd>L5-S1</dd>" in page
+    assert "Surgery 3" not in page
+    page = client.get(f"/staff/requests/{old_id}").get_data(as_text=True)
+    asked = page.index("<dt>Have you had lower-back surgery before?</dt><dd>Yes</dd>")
+    assert asked < page.index("<dt>At which level(s)? (form v2)</dt><dd>L3-4, L4-5</dd>")
+    assert "<dt>Year of the most recent surgery (form v2)</dt><dd>2012</dd>" in page
+    # a target level set now is weighed against the old answers too
+    url = f"/staff/requests/{old_id}/clinical"
+    assert client.post(url, data={"clin_target_levels": ["L3-4"]}).status_code == 302
+    with app.app_context():
+        signals = {
+            s["code"]: s for s in db.session.get(ConsultationRequest, old_id).candidacy_signals
+        }
+    assert signals["PRIOR_SURGERY_LEVEL"]["level"] == "likely_exclusion"
 
 
 def test_every_view_of_a_request_is_audited_and_admin_sees_who(app, client, login, make_request):

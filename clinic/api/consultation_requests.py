@@ -10,7 +10,8 @@ from clinic.api.idempotency import idempotent
 from clinic.api.inputs import json_body
 from clinic.errors import ValidationFailed
 from clinic.extensions import csrf, db, limiter
-from clinic.intake import schema
+from clinic.followup.questions import current_odi_pack
+from clinic.intake import odi, schema
 from clinic.intake.models import ConsultationRequest
 from clinic.intake.submit import submit_values
 from clinic.scheduling import links
@@ -24,11 +25,12 @@ from clinic.staff.roles import can
 @limiter.limit(http.public_post_limit)
 @idempotent
 def create_consultation_request():
-    values, type_errors = schema.from_json(json_body())
+    pack = current_odi_pack()  # its sections are fields only when the clinic has loaded one
+    values, type_errors = schema.from_json(json_body(), odi.fields_for(pack).values())
     if type_errors:
         # report the rule errors of the other fields too, in one answer
         today = http.now().astimezone(http.clinic_tz()).date()
-        _, rule_errors = schema.validate_all(values, today)
+        _, rule_errors = schema.validate_all(values, today, odi.sections_for(pack))
         raise ValidationFailed({**rule_errors, **type_errors})
     req = submit_values(values, source="api", client=http.client_meta())
     body = {"id": req.id, "patient_id": req.patient_id, "triage": req.triage}

@@ -20,7 +20,9 @@ from clinic.api.openapi_common import (
 )
 from clinic.api.openapi_followup import followup_paths, followup_schemas
 from clinic.api.openapi_scheduling import scheduling_paths, scheduling_schemas
-from clinic.intake.fields import FIELDS, FORM_VERSION, Field
+from clinic.followup.questions import current_odi_pack
+from clinic.intake import odi
+from clinic.intake.fields import FORM_VERSION, Field
 
 EXAMPLE_REQUEST = {
     "rf_urinary_retention": "no",
@@ -102,6 +104,8 @@ def field_schema(field: Field) -> dict:
         out = {"type": "boolean", "enum": [True]}  # the API refuses an unticked box
     elif kind in {"bool", "ack"}:
         out = {"type": "boolean"}
+    elif kind == "choice" and field.extra.get("int_codes"):
+        out = {"type": "integer", "enum": [int(code) for code in field.choice_codes]}
     elif kind == "choice":
         out = {"type": "string", "enum": list(field.choice_codes)}
     elif kind == "multi":
@@ -120,6 +124,11 @@ def field_schema(field: Field) -> dict:
         if field.max_length:
             out["maxLength"] = field.max_length
     description = field.label
+    if field.extra.get("odi"):
+        # the section's text is the clinic's licensed pack, not published here
+        description = f"ODI section {field.id.removeprefix('odi_')}: the statement chosen, 0-5"
+    if "min_answered" in field.extra:
+        description += f" (answer at least {field.extra['min_answered']} of the ODI's sections)"
     if kind == "multi":
         description += " (a code given twice counts once)"
     if isinstance(field.required, dict):
@@ -141,7 +150,12 @@ def _always_required(field: Field) -> bool:
 
 
 def build_spec() -> dict:
-    required = [f.id for f in FIELDS.values() if _always_required(f)]
+    pack = current_odi_pack()
+    fields = odi.fields_for(pack).values()
+    required = [f.id for f in fields if _always_required(f)]
+    example = dict(EXAMPLE_REQUEST)
+    if pack is not None:  # the clinic asks the ODI: the example answers it
+        example |= {f.id: 2 for f in fields if f.extra.get("odi")}
     dates = example_dates(http.now(), http.clinic_tz())
     errors = {
         "type": "object",
@@ -175,7 +189,7 @@ def build_spec() -> dict:
                         "content": {
                             "application/json": {
                                 "schema": {"$ref": "#/components/schemas/ConsultationRequestInput"},
-                                "example": EXAMPLE_REQUEST,
+                                "example": example,
                             }
                         },
                     },
@@ -234,7 +248,7 @@ def build_spec() -> dict:
                     "type": "object",
                     "additionalProperties": False,
                     "required": required,
-                    "properties": {f.id: field_schema(f) for f in FIELDS.values()},
+                    "properties": {f.id: field_schema(f) for f in fields},
                 },
                 "ConsultationRequestCreated": {
                     "type": "object",

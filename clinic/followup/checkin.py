@@ -305,12 +305,14 @@ def baseline_for(
     if request is None:
         return {}, None
     answers, entries = request.answers or {}, request.clinician_entries or {}
+    # a score staff typed from a paper form, else the patient's own at intake (as the signals)
+    odi_pct = entries.get("odi_external_score")
     values = {
         "nprs_back": answers.get("nprs_back_now"),
         "nprs_leg": answers.get("nprs_leg_now"),
         "walk_minutes": answers.get("max_walking_minutes"),
         "stand_minutes": answers.get("max_standing_minutes"),
-        "odi_pct": entries.get("odi_external_score"),
+        "odi_pct": answers.get("odi_pct") if odi_pct is None else odi_pct,
     }
     return values, request.submitted_at.astimezone(tz).date()
 

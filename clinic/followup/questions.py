@@ -92,6 +92,23 @@ def odi_ids(pack: OdiPack) -> list[str]:
     return [f"odi_{i}" for i in range(1, len(pack.sections) + 1)]
 
 
+def odi_fields(pack: OdiPack, **extra: Any) -> list[Field]:
+    """The pack's sections as questions ``odi_1``.. with answer codes 0..5 (the check-in's and
+    the intake's); ``extra`` adds to each field's ``extra``."""
+    return [
+        Field(
+            field_id,
+            title,
+            "choice",
+            False,
+            choices=tuple((str(score), text) for score, text in enumerate(options)),
+            help="Choose the one statement that fits you best today.",
+            extra={"int_codes": True, "odi": True, **extra},
+        )
+        for field_id, (title, options) in zip(odi_ids(pack), pack.sections, strict=True)
+    ]
+
+
 def screen_fields(wound: bool, rules: Outcomes) -> list[Field]:
     """The short red-flag screen (the intake's wording), then the wound items when asked."""
     intake = {f.id: f for f in RED_FLAGS.fields}
@@ -168,19 +185,7 @@ def question_fields(wound: bool, pack: OdiPack | None, rules: Outcomes) -> list[
             )
         )
     if pack is not None:
-        for field_id, (title, options) in zip(odi_ids(pack), pack.sections, strict=True):
-            choices = tuple((str(score), text) for score, text in enumerate(options))
-            fields.append(
-                Field(
-                    field_id,
-                    title,
-                    "choice",
-                    False,
-                    choices=choices,
-                    help="Choose the one statement that fits you best today.",
-                    extra={"int_codes": True, "odi": True},
-                )
-            )
+        fields += odi_fields(pack)
     return fields
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from clinic.extensions import db
-from clinic.intake.fields import FIELDS, SECTIONS
+from clinic.intake.fields import SECTIONS, Section
 from clinic.intake.models import IntakeDraft
 
 
@@ -46,11 +46,17 @@ def find_draft(
 
 
 def with_step(
-    answers: Mapping[str, Any], step_index: int, values: Mapping[str, Any]
+    answers: Mapping[str, Any],
+    step_index: int,
+    values: Mapping[str, Any],
+    *,
+    sections: tuple[Section, ...] = SECTIONS,
 ) -> dict[str, Any]:
     """The answers with one step's replaced by its newly checked values."""
-    section = SECTIONS[step_index]
-    out = {k: v for k, v in answers.items() if FIELDS[k] not in section.fields}
+    # by id: a draft may hold answers to questions the form no longer has (a renamed field,
+    # an ODI pack unloaded); they stay, and the full check at the end ignores them
+    own = {f.id for f in sections[step_index].fields}
+    out = {k: v for k, v in answers.items() if k not in own}
     out.update(values)
     return out
 
@@ -62,14 +68,15 @@ def save_step(
     now: datetime,
     *,
     complete: bool = True,
+    sections: tuple[Section, ...] = SECTIONS,
 ) -> None:
     """Keep one step's checked answers; later steps are kept too unless now hidden.
 
     An incomplete step (kept for a red flag on it) is saved but not passed: the patient
     comes back to it.
     """
-    section = SECTIONS[step_index]
-    draft.answers = with_step(draft.answers, step_index, values)
+    section = sections[step_index]
+    draft.answers = with_step(draft.answers, step_index, values, sections=sections)
     draft.answered_at = {**draft.answered_at, section.id: now.isoformat()}
     if complete:
         draft.step = max(draft.step, step_index + 1)

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-FORM_VERSION = "intake-2026.11-v2"
+FORM_VERSION = "intake-2026.11-v3"
 
 YES_NO = (("yes", "Yes"), ("no", "No"))
 RF_CHOICES = (
@@ -713,6 +713,57 @@ _RFA = _when("tx_facet_rfa", eq=True)
 _MILD = _when("tx_prior_mild", eq=True)
 _SPACER = _when("tx_spacer", eq=True)
 _SURGERY = _when("tx_lumbar_surgery", eq=True)
+SURGERY_TYPES = (
+    ("laminectomy_laminotomy", "Laminectomy or laminotomy"),
+    ("discectomy", "Discectomy"),
+    ("fusion", "Fusion"),
+    ("other", "Other"),
+)
+# spec 1.6 tx_lumbar_surgery: "per surgery: type, levels, year". The three most recent are
+# described; "four or more" leaves the others' levels unknown (rules.derived_facts).
+SURGERIES = 3
+SURGERY_COUNT = (
+    ("one", "One"),
+    ("two", "Two"),
+    ("three", "Three"),
+    ("four_or_more", "Four or more"),
+)
+
+
+def _surgery(n: int) -> tuple[Field, ...]:
+    """Type(s), levels and year of the patient's n-th most recent lower-back surgery."""
+    counts = [code for code, _ in SURGERY_COUNT[n - 1 :]]
+    when = _SURGERY if n == 1 else {"all": [_SURGERY, _when("tx_surgery_count", **{"in": counts})]}
+    # types: a multi, as one operation is often two (a laminectomy with a fusion)
+    return (
+        Field(
+            f"tx_surgery_{n}_types",
+            f"Surgery {n}: what kind?",
+            "multi",
+            when,
+            when,
+            choices=SURGERY_TYPES,
+        ),
+        Field(
+            f"tx_surgery_{n}_levels",
+            f"Surgery {n}: at which level(s)?",
+            "multi",
+            when,
+            when,
+            choices=LEVELS,
+        ),
+        Field(
+            f"tx_surgery_{n}_year",
+            f"Surgery {n}: what year?",
+            "int",
+            show_when=when,
+            min=1940,
+            max=2100,
+            pattern="year",
+        ),
+    )
+
+
 TREATMENTS = Section(
     "E",
     "treatments",
@@ -846,30 +897,16 @@ TREATMENTS = Section(
             choices=YES_NO,
         ),
         Field(
-            "tx_surgery_types",
-            "What kind of surgery?",
-            "multi",
+            "tx_surgery_count",
+            "How many lower-back surgeries have you had?",
+            "choice",
             _SURGERY,
             _SURGERY,
-            choices=(
-                ("laminectomy_laminotomy", "Laminectomy or laminotomy"),
-                ("discectomy", "Discectomy"),
-                ("fusion", "Fusion"),
-                ("other", "Other"),
-            ),
+            choices=SURGERY_COUNT,
+            help="Then tell us about each one, starting with the most recent "
+            "(the three most recent if you have had more).",
         ),
-        Field(
-            "tx_surgery_levels", "At which level(s)?", "multi", _SURGERY, _SURGERY, choices=LEVELS
-        ),
-        Field(
-            "tx_surgery_year",
-            "Year of the most recent surgery",
-            "int",
-            show_when=_SURGERY,
-            min=1940,
-            max=2100,
-            pattern="year",
-        ),
+        *(field for n in range(1, SURGERIES + 1) for field in _surgery(n)),
         Field(
             "tx_surgery_recommended",
             "Has a surgeon recommended open surgery?",
@@ -925,6 +962,7 @@ IMAGING = Section(
 )
 
 _ANTICOAG = _when("anticoag_any", eq=True)
+_STENT = {"all": [_ANTICOAG, _when("anticoag_reason", contains="heart_stent")]}
 # shown unless "male" (also when the question was skipped)
 _NOT_MALE = {"not": _when("sex_at_birth", eq="male")}
 HEALTH = Section(
@@ -978,6 +1016,15 @@ HEALTH = Section(
                 ("other", "Other"),
                 ("unknown", "I don't know"),
             ),
+        ),
+        # spec 1.8 "heart_stent (+date)": optional like the other detail dates; a patient may
+        # not know it, and the hold plan comes from the prescriber (asked for next) anyway
+        Field(
+            "anticoag_stent_date",
+            "When was the heart stent put in? (month and year)",
+            "month",
+            show_when=_STENT,
+            help="If you don't know, leave this blank.",
         ),
         _text(
             "anticoag_prescriber",
@@ -1204,4 +1251,20 @@ SECTIONS: tuple[Section, ...] = (
     CONSENT,
 )
 FIELDS: dict[str, Field] = {f.id: f for s in SECTIONS for f in s.fields}
+# Questions of earlier form versions, under the question they followed, so that requests
+# stored with them stay readable for staff. They are neither asked nor accepted.
+RETIRED: dict[str, tuple[Field, ...]] = {
+    "tx_lumbar_surgery": (
+        Field(
+            "tx_surgery_types", "What kind of surgery? (form v2)", "multi", choices=SURGERY_TYPES
+        ),
+        Field("tx_surgery_levels", "At which level(s)? (form v2)", "multi", choices=LEVELS),
+        Field("tx_surgery_year", "Year of the most recent surgery (form v2)", "int"),
+    ),
+}
+# Every answer that names levels of an earlier lower-back surgery, the retired one included.
+SURGERY_LEVEL_FIELDS = (
+    "tx_surgery_levels",
+    *(f"tx_surgery_{n}_levels" for n in range(1, SURGERIES + 1)),
+)
 SECTION_BY_SLUG: dict[str, Section] = {s.slug: s for s in SECTIONS}

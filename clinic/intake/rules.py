@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clinic.intake.conditions import evaluate, fields_named
+from clinic.intake.fields import SURGERY_LEVEL_FIELDS
 
 PACKAGED_RULES = Path(__file__).parent / "rules"
 
@@ -92,9 +93,17 @@ def triage(answers: Mapping[str, Any], rules: RuleSet) -> TriageResult:
 def derived_facts(answers: Mapping[str, Any], clinician: Mapping[str, Any]) -> dict[str, Any]:
     """Facts the signal rules read besides the raw answers (clinician entries, derived scores)."""
     facts: dict[str, Any] = {**answers, **{k: v for k, v in clinician.items() if v is not None}}
+    # the ODI the patient answered at intake (with a licensed pack), unless staff entered one
+    # from a paper form: that is the later, deliberate entry
     if clinician.get("odi_external_score") is not None:
         facts["odi_score"] = clinician["odi_external_score"]
-    surgery_levels = set(answers.get("tx_surgery_levels") or [])
+    elif answers.get("odi_pct") is not None:
+        facts["odi_score"] = answers["odi_pct"]
+    # every surgery described, and those of requests stored before surgeries were asked one by
+    # one; the surgeries of a "four or more" beyond those described may be at any level
+    surgery_levels = {level for key in SURGERY_LEVEL_FIELDS for level in answers.get(key) or []}
+    if answers.get("tx_surgery_count") == "four_or_more":
+        surgery_levels.add("unknown")
     targets = set(clinician.get("clin_target_levels") or [])
     if answers.get("tx_lumbar_surgery") and targets:
         if surgery_levels & targets:

@@ -123,6 +123,11 @@ def _parse_json_value(field: Field, raw: Any) -> Any:
         if not isinstance(raw, bool):
             raise FieldError("Must be true or false.")
         return raw
+    if kind == "choice" and field.extra.get("int_codes"):
+        # a score (the ODI's 0..5): a JSON number, its code the number as text
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise FieldError("Must be a whole number.")
+        return _parse_string(field, str(raw))
     if kind == "multi":
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             raise FieldError("Must be a list of codes.")
@@ -149,7 +154,7 @@ def _parse_string(field: Field, raw: str) -> Any:
     if kind == "choice":
         if raw not in field.choice_codes:
             raise FieldError("Choose one of the options given.")
-        return raw
+        return int(raw) if field.extra.get("int_codes") else raw
     if kind == "date":
         return _parse_date(raw)
     if kind == "month":
@@ -252,11 +257,34 @@ def validate(
                 continue
             if value is not None:
                 clean[field.id] = value
+        _check_groups(section, answers, clean, errors, today)
     return clean, errors
 
 
-def validate_all(values: Mapping[str, Any], today: date) -> tuple[dict[str, Any], Errors]:
-    return validate(SECTIONS, values, {}, today)
+def _check_groups(
+    section: Section, answers: Mapping[str, Any], clean: dict, errors: Errors, today: date
+) -> None:
+    """A group of questions (the ODI's sections) of which at least ``min_answered`` must be
+    answered; each one may be left blank. The message goes on every blank one."""
+    groups: dict[str, list[Field]] = {}
+    for field in section.fields:
+        if "min_answered" in field.extra and is_shown(field, answers, today):
+            groups.setdefault(field.extra["group"], []).append(field)
+    for members in groups.values():
+        minimum = members[0].extra["min_answered"]
+        if sum(f.id in clean or f.id in errors for f in members) >= minimum:
+            continue
+        for field in members:
+            if field.id not in errors and field.id not in clean:
+                errors[field.id] = [
+                    f"Choose an answer: answer at least {minimum} of these {len(members)}."
+                ]
+
+
+def validate_all(
+    values: Mapping[str, Any], today: date, sections: Iterable[Section] = SECTIONS
+) -> tuple[dict[str, Any], Errors]:
+    return validate(sections, values, {}, today)
 
 
 def _check(field: Field, value: Any, answers: Mapping[str, Any], today: date) -> Any:

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 from clinic import audit, database
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db
-from clinic.intake import schema, store
-from clinic.intake.fields import FORM_VERSION, SECTIONS
+from clinic.followup.questions import OdiPack
+from clinic.intake import odi, schema, store
+from clinic.intake.fields import FORM_VERSION
 from clinic.intake.models import ConsultationRequest, RequestStatus, StatusChange
 from clinic.intake.rules import TRIAGE_RANK, RuleSet, Triage, candidacy_signals, triage
 from clinic.models import StaffUser
@@ -21,10 +22,21 @@ CLINICIAN_FIELDS = {
     "clin_lf_thickness_mm": ("decimal", 0.0, 15.0, {"physician"}),
     "clin_target_levels": ("multi", None, None, {"physician"}),
     "clin_spondylolisthesis": ("choice", None, None, {"physician"}),
+    # spec 1.7: confounders per MiDAS III / MOTION
+    "clin_foraminal_severe": ("choice", None, None, {"physician"}),
+    "clin_facet_severe": ("choice", None, None, {"physician"}),
+    "clin_disc_protrusion": ("choice", None, None, {"physician"}),
     "clin_mme": ("int", 0, 2000, {"physician", "nurse"}),
     "odi_external_score": ("int", 0, 100, {"physician", "nurse"}),
 }
 SPONDY_CHOICES = ("none", "grade_I_stable", "grade_I_unstable", "grade_II_plus")
+GRADE_CHOICES = ("none", "mild", "moderate", "severe")
+CLINICIAN_CHOICES = {
+    "clin_spondylolisthesis": SPONDY_CHOICES,
+    "clin_foraminal_severe": GRADE_CHOICES,
+    "clin_facet_severe": GRADE_CHOICES,
+    "clin_disc_protrusion": GRADE_CHOICES,
+}
 LEVEL_CODES = ("L1-2", "L2-3", "L3-4", "L4-5", "L5-S1")
 
 ALLOWED_STATUS_CHANGES = {
@@ -101,17 +113,21 @@ def submit_request(
     client: Mapping[str, Any] | None = None,
     answered_at: Mapping[str, str] | None = None,
     existing: ConsultationRequest | None = None,
+    odi_pack: OdiPack | None = None,
 ) -> ConsultationRequest:
     """Validate a whole intake and store it as a request attached to a patient.
 
     ``values`` are parsed Python values (``schema.from_form`` / ``schema.from_json``).
     ``existing`` is the partial request saved when an emergency answer was given early; the
-    full submission completes it rather than creating a second one.
+    full submission completes it rather than creating a second one. With the clinic's
+    ``odi_pack`` the ODI is asked, and stored scored with the pack's ids.
     """
     client = client or {}
-    answers, errors = schema.validate_all(values, now.astimezone(tz).date())
+    sections = odi.sections_for(odi_pack)
+    answers, errors = schema.validate_all(values, now.astimezone(tz).date(), sections)
     if errors:
         raise ValidationFailed(errors)
+    answers = odi.scored(answers, odi_pack)
     patient = store.new_patient(answers, now)
     request = existing or ConsultationRequest(submitted_at=now)
     request.complete = True
@@ -120,7 +136,7 @@ def submit_request(
     request.proxy_name = answers.get("proxy_name")
     request.proxy_relationship = answers.get("proxy_relationship")
     request.answers = answers
-    request.answered_at = dict(answered_at or {s.id: now.isoformat() for s in SECTIONS})
+    request.answered_at = dict(answered_at or {s.id: now.isoformat() for s in sections})
     request.consents = consent_record(answers, rules, now, client)
     warning = schema.signature_warning(answers)
     request.warnings = [warning] if warning else []
@@ -384,7 +400,7 @@ def _parse_clinician_value(kind, value, lo, hi, field_id):
     if value in ("", None):
         return None
     if kind == "choice":
-        if value not in SPONDY_CHOICES:
+        if value not in CLINICIAN_CHOICES[field_id]:
             raise ValueError("Choose from the list.")
         return value
     try:

@@ -12,6 +12,7 @@ from typing import Any
 from clinic import http
 from clinic.errors import ValidationFailed
 from clinic.extensions import db
+from clinic.followup.questions import current_odi_pack
 from clinic.intake import services
 from clinic.intake.models import ConsultationRequest, IntakeDraft
 from clinic.intake.rules import current_rules
@@ -36,6 +37,7 @@ def submit_values(values: Mapping[str, Any], *, source: str, client: dict) -> Co
         now=now,
         tz=http.clinic_tz(),
         client=client,
+        odi_pack=current_odi_pack(),
     )
     notifications.request_flagged(req, now=now, new=True)
     db.session.commit()  # the staff alert is handed to the send task once this commits
@@ -58,6 +60,7 @@ def submit_from_draft(draft: IntakeDraft, *, client: dict) -> SubmitResult:
             client=client,
             answered_at=draft.answered_at,
             existing=existing,
+            odi_pack=current_odi_pack(),
         )
     except ValidationFailed as exc:
         return SubmitResult(errors=exc.errors)

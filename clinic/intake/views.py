@@ -9,7 +9,7 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 
 from clinic import http
 from clinic.extensions import csrf, db, limiter
-from clinic.intake import drafts, schema, services
+from clinic.intake import drafts, odi, schema, services
 from clinic.intake.conditions import fields_named
 from clinic.intake.fields import SECTIONS
 from clinic.intake.forms import EmergencyChoiceForm, IntakeStepForm
@@ -52,7 +52,7 @@ def step(slug: str = SECTIONS[0].slug):
     if index > 0 and (draft is None or draft.step < index):
         return _not_yet(draft)
     answers = draft.answers if draft else {}
-    return _render_step(index, IntakeStepForm(), answers, {})
+    return _render_step(odi.current_sections(), index, IntakeStepForm(), answers, {})
 
 
 @bp.post("/intake")
@@ -65,7 +65,8 @@ def save(slug: str = SECTIONS[0].slug):
     draft = _draft(for_update=True)  # a double-clicked "Send" waits, then finds no draft
     if index > 0 and (draft is None or draft.step < index):
         return _not_yet(draft)
-    section = SECTIONS[index]
+    sections = odi.current_sections()
+    section = sections[index]
     now = http.now()
     context = dict(draft.answers) if draft else {}
     values, errors = schema.from_form(section, request.form)
@@ -73,20 +74,26 @@ def save(slug: str = SECTIONS[0].slug):
         # The page's token expired (left open for hours) or is missing: save nothing, but
         # show what was typed again with a fresh token, so the patient only sends it again.
         shown = {**context, **values, **_typed(section, errors)}
-        return _render_step(index, IntakeStepForm(), context, {}, display=shown, expired=True), 400
+        again = _render_step(
+            sections, index, IntakeStepForm(), context, {}, display=shown, expired=True
+        )
+        return again, 400
     clean, more = schema.validate(
         [section], values, context, now.astimezone(http.clinic_tz()).date()
     )
     errors = {**more, **errors}
-    page = _page_due(draft, triage(drafts.with_step(context, index, clean), current_rules()))
+    page = _page_due(
+        draft, triage(drafts.with_step(context, index, clean, sections=sections), current_rules())
+    )
     # spec 1.1.2: an emergency answer blocks at once, even with another question left blank
     if errors and page != Triage.EMERGENCY:
         shown = {**context, **values, **_typed(section, errors)}
-        return _render_step(index, form, {**context, **values}, errors, display=shown), 422
+        typed = {**context, **values}
+        return _render_step(sections, index, form, typed, errors, display=shown), 422
     if draft is None:
         draft, key = drafts.start_draft(now)
         session[SESSION_KEY] = key
-    drafts.save_step(draft, index, clean, now, complete=not errors)
+    drafts.save_step(draft, index, clean, now, complete=not errors, sections=sections)
     if page is not None:
         # saved and staff alerted now (once per request), even if the patient goes no further
         existing = (
@@ -107,10 +114,10 @@ def save(slug: str = SECTIONS[0].slug):
         draft.urgent_seen = True
         db.session.commit()
         return redirect(url_for(".emergency" if page == Triage.EMERGENCY else ".urgent"))
-    if index + 1 < len(SECTIONS):
+    if index + 1 < len(sections):
         db.session.commit()
-        return redirect(url_for(".step", slug=SECTIONS[index + 1].slug))
-    return _finish(draft, index, clean)
+        return redirect(url_for(".step", slug=sections[index + 1].slug))
+    return _finish(sections, draft, index, clean)
 
 
 def _not_yet(draft):
@@ -132,21 +139,22 @@ def _page_due(draft, result: TriageResult) -> Triage | None:
     return None
 
 
-def _finish(draft, index, clean):
+def _finish(sections, draft, index, clean):
     result = submit_from_draft(draft, client=http.client_meta())
     if result.errors:
         # A rule on an earlier step no longer holds (for example an answer that depends on
-        # another): send the patient back to the first step with a problem.
+        # another, or an ODI pack loaded since that step): send the patient back to the first
+        # step with a problem.
         first = next(
-            i for i, s in enumerate(SECTIONS) if any(f.id in result.errors for f in s.fields)
+            i for i, s in enumerate(sections) if any(f.id in result.errors for f in s.fields)
         )
         # keep this last step's answers: nothing already given is lost
         db.session.rollback()
         draft = _draft()
-        drafts.save_step(draft, index, clean, http.now())
+        drafts.save_step(draft, index, clean, http.now(), sections=sections)
         answers = dict(draft.answers)
         db.session.commit()
-        return _render_step(first, IntakeStepForm(), answers, result.errors), 422
+        return _render_step(sections, first, IntakeStepForm(), answers, result.errors), 422
     session.pop(SESSION_KEY, None)
     # the id only: the session cookie is signed, not encrypted, and triage says too much
     session["intake_done"] = result.request.id
@@ -162,8 +170,8 @@ def _typed(section, errors) -> dict:
     }
 
 
-def _render_step(index, form, answers, errors, *, display=None, expired=False):
-    section = SECTIONS[index]
+def _render_step(sections, index, form, answers, errors, *, display=None, expired=False):
+    section = sections[index]
     today = http.now().astimezone(http.clinic_tz()).date()
     shown = [
         f
@@ -187,7 +195,7 @@ def _render_step(index, form, answers, errors, *, display=None, expired=False):
         section=section,
         fields=shown,
         index=index,
-        sections=SECTIONS,
+        sections=sections,
         # what the boxes show: the answers, or what was just typed where it could not be read
         answers=answers if display is None else display,
         errors=errors,

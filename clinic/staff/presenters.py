@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clinic.intake.fields import FIELDS, RED_FLAGS, SECTIONS, Field
+from clinic.followup.questions import current_odi_pack
+from clinic.intake import odi
+from clinic.intake.fields import FIELDS, RED_FLAGS, RETIRED, SECTIONS, SYMPTOMS, Field
 from clinic.intake.models import ConsultationRequest
+from clinic.intake.services import CLINICIAN_FIELDS
 from clinic.models import AuditEvent
 from clinic.staff.roles import can
 
@@ -18,6 +21,17 @@ SECTION_PERMISSION = {
     "F": "request.clinical",
     "G": "request.clinical",
     "H": "request.contact",
+}
+
+CLINICIAN_LABELS = {
+    "clin_lf_thickness_mm": "Max ligamentum flavum thickness at target level (mm)",
+    "clin_target_levels": "Target level(s)",
+    "clin_spondylolisthesis": "Spondylolisthesis",
+    "clin_foraminal_severe": "Foraminal stenosis",
+    "clin_facet_severe": "Facet arthropathy",
+    "clin_disc_protrusion": "Disc protrusion",
+    "clin_mme": "Opioid dose (MME per day)",
+    "odi_external_score": "ODI % from a paper form",
 }
 
 
@@ -47,14 +61,32 @@ def visible_sections(user, request: ConsultationRequest) -> list[tuple[str, list
     for section in SECTIONS:
         if section is RED_FLAGS or not can(user, SECTION_PERMISSION[section.id]):
             continue
+        fields = [g for f in section.fields for g in (f, *RETIRED.get(f.id, ()))]
         rows = [
             Answer(f.id, f.label, display_value(f, answers[f.id]))
-            for f in section.fields
+            for f in fields
             if f.id in answers
         ]
+        if section is SYMPTOMS:  # the ODI, when the patient was asked it
+            rows += [Answer(*row) for row in odi.answer_rows(answers, current_odi_pack())]
         if rows:
             out.append((section.title, rows))
     return out
+
+
+def clinician_rows(user, request: ConsultationRequest) -> list[Answer]:
+    """Clinician-only findings the user may read but not enter (a physician's, for a nurse)."""
+    if not can(user, "request.clinical"):
+        return []
+    entries = request.clinician_entries or {}
+    rows = []
+    for field_id, (_, _, _, roles) in CLINICIAN_FIELDS.items():
+        value = entries.get(field_id)
+        if value is None or user.role in roles:
+            continue
+        shown = ", ".join(value) if isinstance(value, list) else str(value).replace("_", " ")
+        rows.append(Answer(field_id, CLINICIAN_LABELS[field_id], shown))
+    return rows
 
 
 def red_flag_rows(request: ConsultationRequest) -> list[Answer]:

@@ -207,6 +207,13 @@ def _render_request(req, status_form, clinical_errors=None, code=200):
         clinician_fields=intake_services.CLINICIAN_FIELDS,
         levels=intake_services.LEVEL_CODES,
         spondy=intake_services.SPONDY_CHOICES,
+        graded=[
+            (field_id, presenters.CLINICIAN_LABELS[field_id])
+            for field_id, choices in intake_services.CLINICIAN_CHOICES.items()
+            if choices == intake_services.GRADE_CHOICES
+        ],
+        grades=intake_services.GRADE_CHOICES,
+        findings=presenters.clinician_rows(current_user, req),
         clinical_errors=clinical_errors or {},
         tz=http.clinic_tz(),
     ), code

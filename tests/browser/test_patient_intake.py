@@ -186,8 +186,19 @@ def test_patient_completes_the_whole_intake_on_a_phone(app, live_server, new_pag
     choose(page, "tx_opioid_current", "No")
     choose(page, "tx_esi", "Yes")
     fill(page, {"tx_esi_count": "2"})
-    for field_id in ("tx_prior_mild", "tx_spacer", "tx_lumbar_surgery"):
+    for field_id in ("tx_prior_mild", "tx_spacer"):
         choose(page, field_id, "No")
+    # each surgery appears as the patient says how many there were
+    expect(page.locator("#tx_surgery_count-group")).to_be_hidden()
+    choose(page, "tx_lumbar_surgery", "Yes")
+    choose(page, "tx_surgery_count", "Two")
+    expect(page.locator("#tx_surgery_2_levels-group")).to_be_visible()
+    expect(page.locator("#tx_surgery_3_levels-group")).to_be_hidden()
+    choose(page, "tx_surgery_1_types", "Laminectomy or laminotomy", "Fusion")
+    choose(page, "tx_surgery_1_levels", "L4-5")
+    fill(page, {"tx_surgery_1_year": "2019"})
+    choose(page, "tx_surgery_2_types", "Discectomy")
+    choose(page, "tx_surgery_2_levels", "I don't know")
     assert_controls_labelled(page)
     assert_no_horizontal_scroll(page)
     save_and_continue(page)
@@ -203,7 +214,12 @@ def test_patient_completes_the_whole_intake_on_a_phone(app, live_server, new_pag
 
     # 7. Health.
     expect_step(page, "health", "Your health", 7)
-    choose(page, "anticoag_any", "No")
+    expect(page.locator("#anticoag_stent_date-group")).to_be_hidden()
+    choose(page, "anticoag_any", "Yes")
+    choose(page, "anticoag_agents", "Clopidogrel (Plavix)")
+    choose(page, "anticoag_reason", "Heart stent")
+    expect(page.locator("#anticoag_stent_date-group")).to_be_visible()
+    fill(page, {"anticoag_stent_date": "2026-02", "anticoag_prescriber": "Dr. Feld"})
     choose(page, "bleeding_disorder", "No")
     choose(page, "pregnancy_possible", "Does not apply to me")
     choose(page, "allergy_contrast", "No")
@@ -265,6 +281,9 @@ def test_patient_completes_the_whole_intake_on_a_phone(app, live_server, new_pag
     assert answers["tx_meds"] == ["acetaminophen", "nsaid"]
     assert answers["tx_pt_weeks"] == 8
     assert answers["tx_opioid_current"] is False
+    assert answers["tx_surgery_1_types"] == ["laminectomy_laminotomy", "fusion"]
+    assert answers["tx_surgery_2_levels"] == ["unknown"] and "tx_surgery_3_types" not in answers
+    assert answers["anticoag_stent_date"] == "2026-02"
     assert answers["imaging_type"] == "mri"
     assert answers["imaging_date"] == "2026-05"
     assert answers["pregnancy_possible"] == "not_applicable"

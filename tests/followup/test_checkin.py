@@ -579,26 +579,6 @@ def test_a_wound_that_is_not_clean_and_dry_opens_a_nurse_task(app, client, link,
 # -- the ODI, only from a licensed pack -----------------------------------------------------------
 
 
-@pytest.fixture
-def odi_pack(app, tmp_path, monkeypatch):
-    pack = {
-        "instrument": "odi",
-        "version": "test-pack-1",
-        "language": "en",
-        "sections": [
-            {
-                "title": f"Placeholder section {i}",
-                "options": [f"Placeholder {i}.{k}" for k in range(6)],
-            }
-            for i in range(1, 11)
-        ],
-    }
-    path = tmp_path / "odi-pack.json"
-    path.write_text(json.dumps(pack))
-    monkeypatch.setitem(app.config, "ODI_PACK_FILE", str(path))
-    return pack
-
-
 def test_no_odi_section_without_a_pack(app, client, link):
     url = link["url"]["FU-W6"]
     screened(client, url)
@@ -628,6 +608,33 @@ def test_odi_from_a_licensed_pack_is_scored(app, client, link, odi_pack):
     assert row.scores["odi_pct"] == 40 and row.responders["odi"] is True
     assert row.answers["odi_10"] is None and row.answers["odi_version"] == "test-pack-1"
     assert not any("Placeholder" in str(v) for v in row.answers.values())
+
+
+def test_the_odi_answered_at_intake_is_the_check_ins_baseline(app, client, link, odi_pack):
+    """Old code took a baseline ODI only from a score staff typed in from a paper form."""
+    with app.app_context():
+        request = db.session.get(ConsultationRequest, link["request_id"])
+        request.answers = {**request.answers, "odi_pct": 50, "odi_version": "test-pack-1"}
+        db.session.commit()
+    url = link["url"]["FU-W6"]
+    screened(client, url)
+    items = {f"odi_{i}": "2" for i in range(1, 11)}  # 20/50 = 40 %
+    assert client.post(f"{url}/answers", data={**ANSWERS, **items}).status_code == 302
+    [row] = rows(app, CheckIn)
+    assert row.scores["odi_pct"] == 40 and row.responders["odi"] is True
+    baseline, _ = _baseline(app, link)
+    assert baseline["odi_pct"] == 50
+    with app.app_context():  # a score staff entered still comes first
+        request = db.session.get(ConsultationRequest, link["request_id"])
+        request.clinician_entries = {"odi_external_score": 35}
+        db.session.commit()
+    assert _baseline(app, link)[0]["odi_pct"] == 35
+
+
+def _baseline(app, link):
+    with app.app_context():
+        request = db.session.get(ConsultationRequest, link["request_id"])
+        return service.baseline_for(request.patient_id, date(2026, 11, 23))
 
 
 @pytest.mark.parametrize("point", ["FU-D1", "FU-D10"])
