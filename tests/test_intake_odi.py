@@ -4,6 +4,8 @@ pack, in the form and the API, scored with the follow-up's function, fed to the 
 Old code never asked it: every test here that loads a pack fails on it.
 """
 
+import re
+
 import pytest
 from openapi_schema_validator import OAS30Validator
 from sqlalchemy import func, select
@@ -237,6 +239,7 @@ def test_the_whole_form_with_a_pack(app, client, odi_pack, login):
     client.post("/staff/logout")
     login("front_desk")
     page = client.get(f"/staff/requests/{req.id}").get_data(as_text=True)
+    page = re.sub(r'name="csrf_token"[^>]*', "", page)  # a random token may spell "ODI"
     assert "ODI" not in page and "Placeholder" not in page
 
 
