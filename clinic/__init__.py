@@ -10,10 +10,12 @@ from flask import Flask
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: settings from the environment, then the test overrides in ``config``."""
     from clinic.config import from_environment
+    from clinic.jsonout import JSONProvider
 
     settings = from_environment()
     settings.update(config or {})
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
+    app.json = JSONProvider(app)  # Flask's JSON, written by orjson (clinic/jsonout.py)
     app.config.update(settings)
     _configure_logging(app)
     _check_data_files(app)

@@ -12,14 +12,13 @@ store the same rows, which ``tests/test_intake_store.py`` holds.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from clinic import database
+from clinic import database, jsonout
 from clinic.extensions import db
 from clinic.intake.models import ConsultationRequest
 from clinic.models import AuditEvent, Patient
@@ -108,7 +107,7 @@ def _in_one_statement(
 
 
 def _as_json(values: dict[str, Any]) -> str:
-    return json.dumps(values, default=_json_value, separators=(",", ":"))
+    return jsonout.dumps(values, default=_json_value)
 
 
 def _json_value(value: object) -> str:
