@@ -19,6 +19,12 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _transport_options(broker_url: str) -> dict:
+    """Redis's emulated acknowledgements off (see ``broker_transport_options`` above)."""
+    redis = {"redis", "rediss", "redis+socket", "sentinel"}
+    return {"ack_emulation": False} if broker_url.partition("://")[0] in redis else {}
+
+
 def _send_hours(value: str) -> tuple[int, int]:
     start, _, end = value.partition("-")
     hours = (int(start), int(end))
@@ -71,7 +77,9 @@ def from_environment(env: dict[str, str] | None = None) -> dict:
             # So Redis's emulated acknowledgements (an unacked copy of every message, written
             # on receipt and removed on ack, restored only after an hour) are off: they were
             # about 40 % of the worker main process's CPU and added no delivery guarantee.
-            "broker_transport_options": {"ack_emulation": False},
+            # Only Redis has the option: other transports (the SQLite broker of `make run`)
+            # would pass it on to their own client and refuse to start.
+            "broker_transport_options": _transport_options(broker),
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,

@@ -20,6 +20,7 @@ BIN = Path(sys.executable).parent
 def main() -> int:
     env = dict(os.environ)
     port = env.get("PORT", "5000")
+    instance = Path(env.get("CLINIC_INSTANCE_PATH") or ROOT / "instance")
     procs: list[tuple[str, subprocess.Popen]] = []
 
     def start(name: str, args: list[str]) -> None:
@@ -37,7 +38,7 @@ def main() -> int:
                 "--port",
                 env["SMTP_PORT"],
                 "--dir",
-                str(ROOT / "instance" / "mail"),
+                str(instance / "mail"),
             ],
         )
     start(
@@ -68,7 +69,7 @@ def main() -> int:
             "--loglevel",
             "INFO",
             "--schedule",
-            str(ROOT / "instance" / "celerybeat-schedule"),
+            str(instance / "celerybeat-schedule"),
         ],
     )
     print(
