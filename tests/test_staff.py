@@ -561,6 +561,24 @@ def test_every_view_of_a_request_is_audited_and_admin_sees_who(app, client, logi
     assert "view" in page
 
 
+def test_a_page_sent_back_with_errors_is_a_view_too(app, client, login, make_request):
+    """A refused status change or clinical entry shows the whole request again: each showing
+    is in the audit log, so nobody reads a request unrecorded by sending bad forms."""
+    request_id = make_request()
+    login("physician")
+    status, clinical = (f"/staff/requests/{request_id}/{p}" for p in ("status", "clinical"))
+    refused = [
+        client.post(status, data={"status": "in_review", "reason": ""}),  # the form refuses
+        client.post(status, data={"status": "declined", "reason": "Not a candidate"}),
+        client.post(status, data={"status": "new", "reason": "Back"}),  # the service refuses
+        client.post(clinical, data={"clin_mme": "abc"}),
+    ]
+    assert [r.status_code for r in refused] == [422, 302, 422, 422]
+    assert all("Your symptoms" in r.get_data(as_text=True) for r in refused if r.status_code == 422)
+    views = [e for e in events(app, "view") if e.resource_id == str(request_id)]
+    assert len(views) == 3 and {e.actor_role for e in views} == {"physician"}
+
+
 def test_who_looked_at_this_patient_pages_through_every_event(
     app, client, login, make_request, monkeypatch
 ):

@@ -180,18 +180,14 @@ def _load_request(request_id: int) -> ConsultationRequest:
 @require("queue.view")
 def request_detail(request_id: int):
     req = _load_request(request_id)
-    audit.record_about(
-        "view",
-        req,
-        actor=current_user,
-        client=http.client_meta(),
-        now=http.now(),
-    )
-    db.session.commit()
     return _render_request(req, StatusForm(status=req.status))
 
 
 def _render_request(req, status_form, clinical_errors=None, code=200):
+    """The request page. Every showing of it is a view in the audit log, also a form sent
+    back with its errors (after the failed change was rolled back, so the view stays)."""
+    audit.record_about("view", req, actor=current_user, client=http.client_meta(), now=http.now())
+    db.session.commit()
     clinical, coverage = presenters.signals_for(current_user, req)
     return render_template(
         "staff/request.html",
