@@ -23,16 +23,19 @@ def _flask(env, *args):
     )
 
 
-def test_sqlite_migrate_seed_and_intake(tmp_path):
-    """No server at all: SQLite under the instance folder, Celery over SQLite too."""
-    import os
-
+def _zero_setup_env(instance) -> dict:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SECRET_KEY"}
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SECRET_KEY", "SMTP_HOST"}
     }
-    env["CLINIC_INSTANCE_PATH"] = str(tmp_path)
+    env["CLINIC_INSTANCE_PATH"] = str(instance)
+    return env
+
+
+def test_sqlite_migrate_seed_and_intake(tmp_path):
+    """No server at all: SQLite under the instance folder, Celery over SQLite too."""
+    env = _zero_setup_env(tmp_path)
     assert _flask(env, "db", "upgrade").returncode == 0
     seeded = _flask(env, "seed-demo", "--if-empty")
     assert seeded.returncode == 0, seeded.stderr
@@ -72,16 +75,6 @@ with app.app_context():
     assert result.returncode == 0, result.stderr[-2000:]
     assert '200 {"broker": "ok", "database": "ok", "status": "ok"}' in result.stdout
     assert "append-only: True" in result.stdout
-
-
-def _zero_setup_env(instance) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SECRET_KEY", "SMTP_HOST"}
-    }
-    env["CLINIC_INSTANCE_PATH"] = str(instance)
-    return env
 
 
 def test_make_run_starts_everything_and_mails_the_acknowledgement(tmp_path):
