@@ -22,7 +22,11 @@ free port and counts the messages, their bytes and the Message-IDs seen twice, p
   clock starts at the pass and stops when the sink has all the messages *and* every row is
   ``sent``.
 
-Printed: both rates, the ratio SUT / baseline, duplicates by Message-ID, row statuses, the CPU
+The baseline runs twice, before the SUT and after it (the worker idle both times), and the ratio
+is the SUT's rate over the mean of the two: this machine's speed drifts by tens of percent within
+minutes, and a baseline taken on one side only moved the ratio more than the code did.
+
+Printed: the three rates, the ratio SUT / baseline, duplicates by Message-ID, row statuses, the CPU
 seconds per message of the worker, PostgreSQL, Redis, the sink and this process (from /proc), and
 the worker's peak RSS (VmHWM). With --profile N, N rows are then put back to ``sending`` and
 ``sending.deliver`` is run on them in this process under cProfile (into the same sink).
@@ -97,8 +101,8 @@ BASE_URL = "https://clinic.example"
 SECRET_KEY = "bench"  # noqa: S105 (a throwaway key for a throwaway database)
 MSGID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
 TASK_DONE = re.compile(r"Task notifications\.send\[[^\]]+\] succeeded in ([0-9.e-]+)s")
-BASELINE, SUT, PROFILE = 0, 1, 2  # sink phases
-PHASE_NAMES = ("baseline", "sut", "profile")
+BASELINE, SUT, BASELINE_AFTER, PROFILE = 0, 1, 2, 3  # sink phases
+PHASE_NAMES = ("baseline", "sut", "baseline after", "profile")
 
 PATIENTS_SQL = """
 INSERT INTO patient (first_name, last_name, date_of_birth, email, preferred_contact,
@@ -422,7 +426,8 @@ def machine_facts(database_url: str, client: redis.Redis) -> list[str]:
 @dataclass
 class Delivery:
     messages: int
-    baseline_s: float = 0.0
+    baseline_s: float = 0.0  # before the SUT
+    baseline_after_s: float = 0.0  # and after it, so that the machine's drift cancels out
     dispatch_s: float = 0.0
     sink_done_s: float = 0.0
     sut_s: float = 0.0
@@ -440,7 +445,12 @@ class Delivery:
 
     @property
     def baseline_rate(self) -> float:
-        return self.messages / self.baseline_s if self.baseline_s else 0.0
+        """The mean of the two baseline rates, before and after the SUT."""
+        rates = [self.messages / s for s in (self.baseline_s, self.baseline_after_s) if s]
+        return statistics.fmean(rates) if rates else 0.0
+
+    def rate(self, seconds: float) -> float:
+        return self.messages / seconds if seconds else 0.0
 
     @property
     def sut_rate(self) -> float:
@@ -550,14 +560,14 @@ def plain_copy(built: EmailMessage) -> EmailMessage:
     return msg
 
 
-def run_baseline(msg, n: int, port: int) -> float:
+def run_baseline(msg, n: int, port: int, tag: str) -> float:
     """n sends of one message over one smtplib connection; seconds from the first to the last."""
     conn = smtplib.SMTP("127.0.0.1", port, timeout=30)
     try:
         conn.ehlo()
         started = time.perf_counter()
         for i in range(n):
-            msg.replace_header("Message-ID", f"<baseline-{i}@{MAIL_DOMAIN}>")
+            msg.replace_header("Message-ID", f"<baseline-{tag}-{i}@{MAIL_DOMAIN}>")
             conn.send_message(msg)
         return time.perf_counter() - started
     finally:
@@ -657,7 +667,7 @@ def measure_delivery(args, tmp: Path, tag: str, rc: redis.Redis, state: dict) ->
     msg = sample_message(app, now)
     print(f"[bench] (a) baseline: {args.messages:,} x smtplib send_message", flush=True)
     sink.phase(BASELINE)
-    result.baseline_s = run_baseline(msg, args.messages, sink.port)
+    result.baseline_s = run_baseline(msg, args.messages, sink.port, "before")
     result.sink["baseline"] = sink.stats(BASELINE)
 
     from clinic.notifications import dispatcher
@@ -698,6 +708,12 @@ def measure_delivery(args, tmp: Path, tag: str, rc: redis.Redis, state: dict) ->
     result.statuses = statuses(database_url)
     result.rss_mib = worker.peak_rss_mib()
     result.worker_pids = worker.pids()
+    # The baseline once more, as before with the worker idle: this machine's speed drifts by
+    # tens of percent within minutes, so the SUT is compared with the mean of both.
+    print(f"[bench] (a) baseline again: {args.messages:,} x smtplib send_message", flush=True)
+    sink.phase(BASELINE_AFTER)
+    result.baseline_after_s = run_baseline(msg, args.messages, sink.port, "after")
+    result.sink["baseline after"] = sink.stats(BASELINE_AFTER)
     worker.stop()
     result.task_ms = worker.task_runtimes_ms()
 
@@ -715,12 +731,17 @@ def report_delivery(r: Delivery, args) -> list[str]:
     n = r.messages
     print("\n(a) Delivery throughput")
     print(f"  messages: {n:,} of kind {args.kind}; same aiosmtpd sink (own process) for both")
-    base, sut = r.sink["baseline"], r.sink["sut"]
-    print(
-        f"  baseline  smtplib loop, one connection: {r.baseline_s:7.2f} s  "
-        f"{r.baseline_rate:8.1f} msg/s  (sink: {base['messages']:,} messages, "
-        f"{base['bytes'] / max(1, base['messages']):.0f} bytes each)"
-    )
+    base, sut, after = r.sink["baseline"], r.sink["sut"], r.sink["baseline after"]
+    for label, seconds, counted in (
+        ("before", r.baseline_s, base),
+        ("after ", r.baseline_after_s, after),
+    ):
+        print(
+            f"  baseline  smtplib loop, one connection, {label} the SUT: {seconds:7.2f} s  "
+            f"{r.rate(seconds):8.1f} msg/s  (sink: {counted['messages']:,} messages, "
+            f"{counted['bytes'] / max(1, counted['messages']):.0f} bytes each)"
+        )
+    print(f"  baseline  mean of the two rates: {r.baseline_rate:8.1f} msg/s")
     print(
         f"  SUT       dispatch + {args.concurrency}-process worker:  {r.sut_s:7.2f} s  "
         f"{r.sut_rate:8.1f} msg/s  "
@@ -734,7 +755,8 @@ def report_delivery(r: Delivery, args) -> list[str]:
     verdict = "met" if r.ratio >= args.min_ratio else "NOT met"
     print(f"  ratio SUT / baseline = {r.ratio:.3f} (goal >= {args.min_ratio}: {verdict})")
     print(
-        f"  duplicates by Message-ID: SUT {sut['duplicates']}, baseline {base['duplicates']}; "
+        f"  duplicates by Message-ID: SUT {sut['duplicates']}, "
+        f"baseline {base['duplicates'] + after['duplicates']}; "
         f"without Message-ID: {sut['no_message_id']}"
     )
     print(f"  row statuses after: {r.statuses}; enqueue failures: {r.enqueue_failed}")
@@ -772,8 +794,9 @@ def report_delivery(r: Delivery, args) -> list[str]:
         problems.append(f"(a) row statuses {r.statuses}, wanted {n} sent")
     if r.claimed != n or r.enqueue_failed:
         problems.append(f"(a) claimed {r.claimed}, enqueue failures {r.enqueue_failed}")
-    if base["messages"] != n:
-        problems.append(f"(a) the sink got {base['messages']} baseline messages, wanted {n}")
+    for name, counted in (("baseline", base), ("second baseline", after)):
+        if counted["messages"] != n:
+            problems.append(f"(a) the sink got {counted['messages']} {name} messages, wanted {n}")
     return problems
 
 
@@ -1048,7 +1071,8 @@ def main(argv: list[str] | None = None) -> int:
             sut = delivery.sink["sut"]
             worker_cpu = sum(v for k, v in delivery.cpu.items() if k.startswith("worker"))
             print(
-                f"  (a) {delivery.messages:,} x {args.kind}: baseline {delivery.baseline_rate:.1f} "
+                f"  (a) {delivery.messages:,} x {args.kind}: baseline (mean) "
+                f"{delivery.baseline_rate:.1f} "
                 f"msg/s, SUT {delivery.sut_rate:.1f} msg/s, ratio {delivery.ratio:.3f} "
                 f"(goal >= {args.min_ratio}); duplicates {sut['duplicates']}; worker CPU "
                 f"{worker_cpu / delivery.messages * 1000:.2f} ms/msg"
