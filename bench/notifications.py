@@ -884,11 +884,12 @@ def timed_passes(targets: list, repeats: int, due: int) -> list[tuple[list, list
 
     enqueued = [0]
 
-    def no_enqueue(task, *args):
-        enqueued[0] += 1
+    def no_enqueue(task, calls):
+        enqueued[0] += len(calls)
+        return []
 
     out: list[tuple[list, list]] = [([], []) for _ in targets]
-    dispatcher.claim, dispatcher.enqueue = timed_claim, no_enqueue
+    dispatcher.claim, dispatcher.enqueue_each = timed_claim, no_enqueue
     try:
         for i in range(repeats + 1):
             for (app, database_url), (passes, claims) in zip(targets, out, strict=True):
@@ -906,9 +907,9 @@ def timed_passes(targets: list, repeats: int, due: int) -> list[tuple[list, list
                     claims.append(claim_time[0] * 1000)
     finally:
         dispatcher.claim = claim
-        from clinic.celery_app import enqueue
+        from clinic.celery_app import enqueue_each
 
-        dispatcher.enqueue = enqueue
+        dispatcher.enqueue_each = enqueue_each
     return out
 
 

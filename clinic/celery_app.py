@@ -67,3 +67,37 @@ def enqueue(task, *args) -> None:
     from flask import current_app
 
     current_app.extensions["celery"].tasks[task.name].apply_async(args=args)
+
+
+def enqueue_each(task, calls: list[tuple]) -> list[tuple[tuple, str]]:
+    """Send ``task`` once per tuple of arguments in ``calls``, through one producer.
+
+    On Redis the messages go out together: kombu's publish batch buffers them in one pipeline
+    and writes it when the block ends, one round trip for the lot instead of one (and a new
+    client object) per message. Other brokers publish each at once. Returns the calls that
+    could not be sent, each with the error's type name. When the batch's write fails, whether
+    any of its messages arrived is unknown, so all count as failed: callers must tolerate a
+    message that arrives anyway (a send task finds its row already sent).
+    """
+    from flask import current_app
+
+    celery = current_app.extensions["celery"]
+    bound = celery.tasks[task.name]
+    failed: list[tuple[tuple, str]] = []
+    buffered: list[tuple] = []
+    try:
+        # Room for every call (a message may take a command or two): one write, at the end.
+        with (
+            celery.producer_or_acquire() as producer,
+            producer.batch(max_size=2 * len(calls) + 1),
+        ):
+            for args in calls:
+                try:
+                    bound.apply_async(args=args, producer=producer)
+                except Exception as exc:
+                    failed.append((args, type(exc).__name__))
+                else:
+                    buffered.append(args)
+    except Exception as exc:
+        failed += [(args, type(exc).__name__) for args in buffered]
+    return failed

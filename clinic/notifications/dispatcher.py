@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, not_, or_, select, update
 
 from clinic import http
-from clinic.celery_app import enqueue
+from clinic.celery_app import enqueue_each
 from clinic.extensions import db
 from clinic.followup.models import AutomationPause
 from clinic.notifications import schedules
@@ -120,14 +120,11 @@ def dispatch(now: datetime, *, batch: int = BATCH) -> Pass:
         ids = claim(now, batch)
         db.session.commit()  # the claim is durable before any task can see the ids
         result.claimed += len(ids)
-        for notification_id in ids:
-            try:
-                enqueue(_send_task(), notification_id)
-            except Exception as exc:  # released after the claim timeout, then sent
-                result.enqueue_failed += 1
-                logger.error(
-                    "could not enqueue notification %s: %s", notification_id, type(exc).__name__
-                )
+        # One round trip to the broker for the batch; a row whose task could not be handed
+        # over stays claimed, is released after the claim timeout, and is sent then.
+        for (notification_id,), error in enqueue_each(_send_task(), [(i,) for i in ids]):
+            result.enqueue_failed += 1
+            logger.error("could not enqueue notification %s: %s", notification_id, error)
         if len(ids) < batch:
             break
     _heartbeat(now, result.claimed, result.released)

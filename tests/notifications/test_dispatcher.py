@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from celery.signals import before_task_publish
 from sqlalchemy import func, select, text
 
@@ -19,7 +20,14 @@ from clinic.extensions import db
 from clinic.followup.models import AutomationPause
 from clinic.notifications import dispatcher, schedules, services
 from clinic.notifications.models import DispatcherRun, Notification, Status
-from tests.conftest import FIXED_NOW, ROOT, child_env, dispose, make_test_config
+from tests.conftest import (
+    FIXED_NOW,
+    REDIS_TEST_URL,
+    ROOT,
+    child_env,
+    dispose,
+    make_test_config,
+)
 from tests.notifications.conftest import IDLE_QUEUE
 
 NY = "America/New_York"
@@ -145,6 +153,85 @@ def test_the_claim_timeout_follows_the_settings(nctx):
         assert dispatcher.claim_timeout() == timedelta(seconds=600)
     finally:
         config["NOTIFY_CLAIM_TIMEOUT_SECONDS"], config["DISPATCH_INTERVAL_SECONDS"] = saved
+
+
+@pytest.fixture
+def pipeline_writes(monkeypatch):
+    """The Redis pipelines executed (how many commands each), optionally made to fail."""
+    writes: list[int] = []
+    failing: list[Exception] = []
+    execute = redis.client.Pipeline.execute
+
+    def record(self, *args, **kwargs):
+        writes.append(len(self.command_stack))
+        if failing:
+            self.reset()
+            raise failing[0]
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", record)
+    return writes, failing
+
+
+def queued_ids(queue: redis.Redis, before: int) -> list[int]:
+    """The notification ids of the send tasks pushed onto the idle queue since it held
+    ``before`` messages (LPUSH puts the newest first)."""
+    import base64
+    import json
+
+    fresh = queue.lrange(IDLE_QUEUE, 0, queue.llen(IDLE_QUEUE) - before - 1)
+    return sorted(json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in fresh)
+
+
+def test_a_pass_writes_a_batch_of_tasks_to_redis_in_one_round_trip(patients, pipeline_writes):
+    writes, _ = pipeline_writes
+    ids = make_rows(patients[0], 30, due=FIXED_NOW)
+    queue = redis.Redis.from_url(REDIS_TEST_URL)
+    before = queue.llen(IDLE_QUEUE)
+    result = dispatcher.dispatch(FIXED_NOW)
+    assert (result.claimed, result.enqueue_failed) == (30, 0)
+    assert writes == [30]  # one pipeline of 30 LPUSHes, not 30 round trips
+    assert queued_ids(queue, before) == sorted(ids)
+
+
+def test_a_failed_batch_write_leaves_all_its_rows_claimed_for_a_later_pass(
+    patients, pipeline_writes, caplog
+):
+    """Whether any message of a failed write arrived is unknown: every row of it stays claimed,
+    is released after the claim timeout and is sent then (a copy that did arrive finds its row
+    sent)."""
+    writes, failing = pipeline_writes
+    failing.append(redis.ConnectionError("broker went away"))
+    ids = make_rows(patients[0], 5, due=FIXED_NOW)
+    result = dispatcher.dispatch(FIXED_NOW)
+    assert (result.claimed, result.enqueue_failed) == (5, 5)
+    assert writes == [5]
+    assert {r.status for r in status_of(ids).values()} == {Status.SENDING}
+    for notification_id in ids:
+        assert f"could not enqueue notification {notification_id}: " in caplog.text
+    failing.clear()
+    assert dispatcher.dispatch(FIXED_NOW + dispatcher.claim_timeout() * 2).claimed == 5
+
+
+def test_one_task_that_cannot_be_published_does_not_hold_back_the_others(
+    patients, napp, pipeline_writes, monkeypatch
+):
+    ids = make_rows(patients[0], 4, due=FIXED_NOW)
+    task = napp.extensions["celery"].tasks["notifications.send"]
+    publish = task.apply_async
+
+    def refuse_one(args, **kwargs):
+        if args[0] == ids[1]:
+            raise TypeError("cannot serialize")
+        return publish(args=args, **kwargs)
+
+    monkeypatch.setattr(task, "apply_async", refuse_one)
+    queue = redis.Redis.from_url(REDIS_TEST_URL)
+    before = queue.llen(IDLE_QUEUE)
+    result = dispatcher.dispatch(FIXED_NOW)
+    assert (result.claimed, result.enqueue_failed) == (4, 1)
+    assert queued_ids(queue, before) == sorted(ids[:1] + ids[2:])
+    assert status_of([ids[1]])[ids[1]].status == Status.SENDING
 
 
 def test_a_broker_outage_leaves_rows_claimed_for_the_next_pass(patients, database_url, napp):
