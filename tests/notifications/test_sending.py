@@ -287,20 +287,89 @@ def test_a_reschedule_racing_a_reminder_being_sent_adds_one_for_the_new_time(
     assert len(inbox.messages) == 1
 
 
-def wait_until_a_backend_waits_for_a_lock(database_url, attempts=600):
+def wait_until_a_backend_waits_for_a_lock(
+    database_url, attempts=600, query="%FROM notification%FOR UPDATE%"
+):
     """Poll pg_stat_activity (no fixed sleep) until a backend of this database is blocked on
-    a locking read of message rows (the reschedule's)."""
+    a statement like ``query`` (by default a locking read of message rows: the reschedule's)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         for _ in range(attempts):
             waiting = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                " AND query ILIKE '%FROM notification%FOR UPDATE%'"
+                " AND query ILIKE %s",
+                [query],
             ).fetchone()[0]
             if waiting:
                 return
             time.sleep(0.05)
-    raise AssertionError("the reschedule never waited for the send's lock")
+    raise AssertionError("the other transaction never waited for the send's lock")
+
+
+def test_a_cancel_racing_a_reminder_being_sent_waits_then_leaves_it_sent(
+    napp, clinic, headers, inbox, database_url, monkeypatch
+):
+    """The send holds its row while the reminder is on the wire; the cancel waits for it,
+    finds it sent (so the cancellation that follows makes sense to the patient), cancels
+    the rest, and no reminder goes out after the cancel."""
+    napp.config["CLINIC_NOW"] = FIXED_NOW
+    with napp.app_context():
+        appt, rows = booked(napp, clinic, headers)
+        reminder_id, other_id = rows["reminder_72h"][0].id, rows["reminder_24h"][0].id
+        due = rows["reminder_72h"][0].due_at
+        assert reminder_id in dispatcher.claim(due)
+        db.session.commit()
+        db.session.remove()
+    sending_started, finish_send = threading.Event(), threading.Event()
+    real_send = email.send
+
+    def held_send(msg):
+        sending_started.set()
+        assert finish_send.wait(30)
+        real_send(msg)
+
+    monkeypatch.setattr(email, "send", held_send)
+    outcome = {}
+
+    def send_it():
+        with napp.app_context():
+            outcome["send"] = sending.deliver(reminder_id, now=due)
+            db.session.remove()
+        email.close_connection()
+
+    def cancel():
+        outcome["cancel"] = napp.test_client().post(
+            f"/api/v1/appointments/{appt['id']}/cancel",
+            json={"reason": "called"},
+            headers=headers["front_desk"],
+        )
+
+    sender = threading.Thread(target=send_it)
+    sender.start()
+    assert sending_started.wait(30)
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    wait_until_a_backend_waits_for_a_lock(database_url, query="UPDATE notification SET%")
+    assert "cancel" not in outcome  # still waiting for the send
+    finish_send.set()
+    sender.join(30)
+    canceller.join(30)
+    assert outcome["send"] == "sent"
+    assert outcome["cancel"].status_code == 200, outcome["cancel"].get_json()
+    monkeypatch.setattr(email, "send", real_send)
+    with napp.app_context():
+        kinds = by_kind(rows_for("appointment", appt["id"]))
+        status = {r.id: r.status for group in kinds.values() for r in group}
+        assert status[reminder_id] == "sent" and status[other_id] == "cancelled"
+        [cancellation] = kinds["cancellation"]
+        # the 24-hour reminder, claimed behind the service's back, still finds it cancelled
+        claim(db.session.get(Notification, other_id), due)
+        assert sending.deliver(other_id, now=due) == "cancelled"
+        db.session.remove()
+    assert [m["Message-ID"] for m in inbox.messages] == [
+        r.message_id for r in kinds["reminder_72h"]
+    ]
+    assert cancellation.status in ("pending", "sending")
 
 
 def test_unsubscribe_link_get_shows_post_acts(nctx, napp, clinic, headers, inbox):
@@ -428,6 +497,45 @@ def _deliver_due(now: datetime, order=list) -> dict[int, str]:
     ids = dispatcher.claim(now)
     db.session.commit()
     return {nid: sending.deliver(nid, now=now) for nid in order(ids)}
+
+
+def test_a_non_responder_gets_the_invitation_two_re_sends_then_a_staff_task(
+    napp, nctx, clinic, headers, inbox
+):
+    """The 6-week point with no answer, one dispatcher pass at each message's due time: the
+    invitation, the re-sends at +3 and +7 days (each an email of its own, linking to the
+    check-in), then no further email but a staff task, and the timepoint is missed."""
+    from clinic.followup.models import TimepointStatus
+
+    week6, rows = _record_procedure(napp, clinic, headers)
+    [invite], [first], [second], [task_row] = (
+        rows[k] for k in ("checkin", "checkin_resend_1", "checkin_resend_2", "checkin_no_response")
+    )
+    assert first.due_at - invite.due_at == timedelta(days=3)
+    assert second.due_at - invite.due_at == timedelta(days=7)
+    assert task_row.due_at > second.due_at
+    outcomes = []
+    for row in (invite, first, second, task_row):  # (earlier points' messages go in the first)
+        passed = _deliver_due(row.due_at + timedelta(minutes=1))
+        outcomes.append([passed.get(r.id) for r in (invite, first, second, task_row)])
+    assert outcomes == [
+        ["sent", None, None, None],
+        [None, "sent", None, None],
+        [None, None, "sent", None],
+        [None, None, None, "task"],
+    ]
+    for row in (invite, first, second):
+        [msg] = arrived(inbox, row)
+        assert "/checkin/" in msg.get_body(("plain",)).get_content()
+    assert arrived(inbox, task_row) == []
+    db.session.expire_all()
+    assert db.session.get(Timepoint, week6.id).status == TimepointStatus.MISSED
+    [task] = db.session.scalars(
+        select(StaffTask).where(
+            StaffTask.kind == "followup_no_response", StaffTask.cause_id == task_row.id
+        )
+    ).all()
+    assert task.patient_id == clinic["patients"][2] and "check-in" in task.title
 
 
 @pytest.mark.parametrize("order", [list, lambda ids: ids[::-1]], ids=["due-order", "reversed"])
