@@ -72,6 +72,33 @@ def test_booking_creates_its_messages_in_its_transaction(napp, clinic, headers, 
     assert published == [("notifications.send", (confirmation.id,), None, None)]
 
 
+def test_a_clinics_own_schedule_file_decides_what_a_booking_sends(
+    napp, clinic, headers, tmp_path, monkeypatch
+):
+    """NOTIFY_SCHEDULES_FILE pointing at the clinic's copy: consultations get a reminder two
+    days and one hour before instead of the packaged 72 h and 24 h ones."""
+    own = json.loads(
+        (Path(__file__).parents[2] / "clinic/notifications/schedules.json").read_text()
+    )
+    own["version"] = "riverside-2026-12"
+    own["appointment_types"]["consultation"] = [
+        {"kind": "confirmation", "at_booking": True},
+        {"kind": "reminder_48h", "hours_before": 48},
+        {"kind": "reminder_24h", "hours_before": 1},
+    ]
+    path = tmp_path / "schedules.json"
+    path.write_text(json.dumps(own))
+    monkeypatch.setitem(napp.config, "NOTIFY_SCHEDULES_FILE", str(path))
+    appt = book(
+        napp.test_client(), headers["front_desk"], clinic, start="2026-11-30T10:00:00-05:00"
+    )
+    with napp.app_context():
+        rows = by_kind(rows_for("appointment", appt["id"]))
+        assert sorted(rows) == ["confirmation", "reminder_24h", "reminder_48h"]
+        assert rows["reminder_48h"][0].due_at == utc("2026-11-28T10:00:00-05:00")
+        assert rows["reminder_24h"][0].due_at == utc("2026-11-30T09:00:00-05:00")
+
+
 def test_a_rolled_back_booking_leaves_no_row_and_sends_nothing(nctx, clinic, published):
     from clinic.models import Patient
     from clinic.scheduling import services as scheduling
