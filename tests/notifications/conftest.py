@@ -8,6 +8,7 @@ themselves) never race the session's Celery worker. The end-to-end tests use the
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -175,7 +176,9 @@ def smtp_log(inbox, monkeypatch):
 class Worker:
     """A Celery worker subprocess consuming ``queue``; its log in a temp file."""
 
-    def __init__(self, queue: str, env: dict, log_path: Path, *, concurrency: int = 4):
+    def __init__(
+        self, queue: str, env: dict, log_path: Path, *, concurrency: int = 4, pool: str = "threads"
+    ):
         self.queue = queue
         self.concurrency = concurrency
         self.log_path = log_path
@@ -186,7 +189,7 @@ class Worker:
                 "-A",
                 "worker",
                 "worker",
-                "--pool=threads",
+                f"--pool={pool}",
                 f"--concurrency={concurrency}",
                 "--loglevel=INFO",
                 "-Q",
@@ -201,6 +204,7 @@ class Worker:
             env=env,
             stdout=self._log,
             stderr=self._log,
+            start_new_session=True,  # its own process group: kill() takes the pool's children too
         )
         self._wait_ready()
 
@@ -218,9 +222,10 @@ class Worker:
         raise RuntimeError("worker not ready:\n" + self.log_path.read_text()[-3000:])
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown, no acknowledgement, no restore of reserved tasks."""
+        """SIGKILL to the worker and its pool's children at once, as when its container is
+        killed: no shutdown, no acknowledgement, no restore of reserved tasks."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self._log.close()
 
@@ -241,11 +246,15 @@ def workers(database_url, smtp_server, tmp_path):
     started: list[Worker] = []
 
     class Starter:
-        def start(self, queue: str, concurrency: int = 4, **env) -> Worker:
+        def start(self, queue: str, concurrency: int = 4, pool: str = "threads", **env) -> Worker:
             environment = child_env(database_url, smtp_server.port, **env)
             environment.pop("NOTIFY_CLAIM_TIMEOUT_SECONDS", None)
             worker = Worker(
-                queue, environment, tmp_path / f"worker-{len(started)}.log", concurrency=concurrency
+                queue,
+                environment,
+                tmp_path / f"worker-{len(started)}.log",
+                concurrency=concurrency,
+                pool=pool,
             )
             started.append(worker)
             return worker
