@@ -244,6 +244,41 @@ def test_a_reschedule_racing_a_reminder_being_sent_adds_one_for_the_new_time(
         assert reminder_id in dispatcher.claim(due)
         db.session.commit()
         db.session.remove()
+    outcome = race_a_held_send(
+        napp,
+        monkeypatch,
+        database_url,
+        reminder_id,
+        due,
+        lambda: napp.test_client().post(
+            f"/api/v1/appointments/{appt['id']}/reschedule",
+            json={"start": "2026-12-04T10:00:00-05:00"},
+            headers=headers["front_desk"],
+        ),
+    )
+    assert outcome["send"] == "sent"
+    assert outcome["other"].status_code == 200
+    with napp.app_context():
+        reminders = by_kind(rows_for("appointment", appt["id"]))["reminder_24h"]
+        assert [(r.revision, r.status) for r in reminders] == [(0, "sent"), (1, "pending")]
+        assert reminders[1].due_at == datetime.fromisoformat("2026-12-03T10:00:00-05:00")
+        db.session.remove()
+    assert len(inbox.messages) == 1
+
+
+def race_a_held_send(
+    napp,
+    monkeypatch,
+    database_url,
+    notification_id,
+    due,
+    other,
+    waits_in="%FROM notification%FOR UPDATE%",
+) -> dict:
+    """Send the claimed row in a thread and hold it while the message is on the wire; run
+    ``other`` in a second thread and let the send finish only once ``other`` waits for the
+    send's lock (on a statement like ``waits_in``). Both results: {"send": ..., "other": ...}.
+    """
     sending_started, finish_send = threading.Event(), threading.Event()
     real_send = email.send
 
@@ -257,34 +292,25 @@ def test_a_reschedule_racing_a_reminder_being_sent_adds_one_for_the_new_time(
 
     def send_it():
         with napp.app_context():
-            outcome["send"] = sending.deliver(reminder_id, now=due)
+            outcome["send"] = sending.deliver(notification_id, now=due)
             db.session.remove()
         email.close_connection()  # this thread's own SMTP connection
 
-    def reschedule():
-        outcome["reschedule"] = napp.test_client().post(
-            f"/api/v1/appointments/{appt['id']}/reschedule",
-            json={"start": "2026-12-04T10:00:00-05:00"},
-            headers=headers["front_desk"],
-        )
+    def run_other():
+        outcome["other"] = other()
 
     sender = threading.Thread(target=send_it)
     sender.start()
     assert sending_started.wait(30)
-    mover = threading.Thread(target=reschedule)
-    mover.start()
-    wait_until_a_backend_waits_for_a_lock(database_url)
+    racer = threading.Thread(target=run_other)
+    racer.start()
+    wait_until_a_backend_waits_for_a_lock(database_url, query=waits_in)
+    assert "other" not in outcome  # still waiting for the send
     finish_send.set()
     sender.join(30)
-    mover.join(30)
-    assert outcome["send"] == "sent"
-    assert outcome["reschedule"].status_code == 200
-    with napp.app_context():
-        reminders = by_kind(rows_for("appointment", appt["id"]))["reminder_24h"]
-        assert [(r.revision, r.status) for r in reminders] == [(0, "sent"), (1, "pending")]
-        assert reminders[1].due_at == datetime.fromisoformat("2026-12-03T10:00:00-05:00")
-        db.session.remove()
-    assert len(inbox.messages) == 1
+    racer.join(30)
+    monkeypatch.setattr(email, "send", real_send)
+    return outcome
 
 
 def wait_until_a_backend_waits_for_a_lock(
@@ -320,43 +346,21 @@ def test_a_cancel_racing_a_reminder_being_sent_waits_then_leaves_it_sent(
         assert reminder_id in dispatcher.claim(due)
         db.session.commit()
         db.session.remove()
-    sending_started, finish_send = threading.Event(), threading.Event()
-    real_send = email.send
-
-    def held_send(msg):
-        sending_started.set()
-        assert finish_send.wait(30)
-        real_send(msg)
-
-    monkeypatch.setattr(email, "send", held_send)
-    outcome = {}
-
-    def send_it():
-        with napp.app_context():
-            outcome["send"] = sending.deliver(reminder_id, now=due)
-            db.session.remove()
-        email.close_connection()
-
-    def cancel():
-        outcome["cancel"] = napp.test_client().post(
+    outcome = race_a_held_send(
+        napp,
+        monkeypatch,
+        database_url,
+        reminder_id,
+        due,
+        lambda: napp.test_client().post(
             f"/api/v1/appointments/{appt['id']}/cancel",
             json={"reason": "called"},
             headers=headers["front_desk"],
-        )
-
-    sender = threading.Thread(target=send_it)
-    sender.start()
-    assert sending_started.wait(30)
-    canceller = threading.Thread(target=cancel)
-    canceller.start()
-    wait_until_a_backend_waits_for_a_lock(database_url, query="UPDATE notification SET%")
-    assert "cancel" not in outcome  # still waiting for the send
-    finish_send.set()
-    sender.join(30)
-    canceller.join(30)
+        ),
+        waits_in="UPDATE notification SET%",
+    )
     assert outcome["send"] == "sent"
-    assert outcome["cancel"].status_code == 200, outcome["cancel"].get_json()
-    monkeypatch.setattr(email, "send", real_send)
+    assert outcome["other"].status_code == 200, outcome["other"].get_json()
     with napp.app_context():
         kinds = by_kind(rows_for("appointment", appt["id"]))
         status = {r.id: r.status for group in kinds.values() for r in group}
