@@ -81,6 +81,8 @@ def enqueue_each(task, calls: list[tuple]) -> list[tuple[tuple, str]]:
     """
     from flask import current_app
 
+    if not calls:  # a pass with nothing due takes no producer (nor a broker connection)
+        return []
     celery = current_app.extensions["celery"]
     bound = celery.tasks[task.name]
     failed: list[tuple[tuple, str]] = []

@@ -194,6 +194,17 @@ def test_a_pass_writes_a_batch_of_tasks_to_redis_in_one_round_trip(patients, pip
     assert queued_ids(queue, before) == sorted(ids)
 
 
+def test_a_pass_with_nothing_due_does_not_touch_the_broker(patients, napp, monkeypatch):
+    celery = napp.extensions["celery"]
+    taken = []
+    acquire = celery.producer_or_acquire
+    monkeypatch.setattr(celery, "producer_or_acquire", lambda *a: taken.append(a) or acquire(*a))
+    make_rows(patients[0], 1, due=FIXED_NOW + timedelta(hours=1))
+    result = dispatcher.dispatch(FIXED_NOW)
+    assert (result.claimed, result.enqueue_failed) == (0, 0)
+    assert taken == []  # no producer, so no broker connection, for nothing to send
+
+
 def test_a_failed_batch_write_leaves_all_its_rows_claimed_for_a_later_pass(
     patients, pipeline_writes, caplog
 ):
