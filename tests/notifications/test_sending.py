@@ -236,25 +236,14 @@ def test_a_reschedule_racing_a_reminder_being_sent_adds_one_for_the_new_time(
 ):
     """The send holds its row; the reschedule waits for it, sees it sent, and adds a reminder
     for the new time instead of leaving the patient with none."""
-    napp.config["CLINIC_NOW"] = FIXED_NOW
-    with napp.app_context():
-        appt, rows = booked(napp, clinic, headers)
-        reminder_id = rows["reminder_24h"][0].id
-        due = rows["reminder_24h"][0].due_at
-        assert reminder_id in dispatcher.claim(due)
-        db.session.commit()
-        db.session.remove()
+    appt, rows, reminder_id, due = booked_with_a_claimed(napp, clinic, headers, "reminder_24h")
     outcome = race_a_held_send(
         napp,
         monkeypatch,
         database_url,
         reminder_id,
         due,
-        lambda: napp.test_client().post(
-            f"/api/v1/appointments/{appt['id']}/reschedule",
-            json={"start": "2026-12-04T10:00:00-05:00"},
-            headers=headers["front_desk"],
-        ),
+        appointment_action(napp, headers, appt, "reschedule", start="2026-12-04T10:00:00-05:00"),
     )
     assert outcome["send"] == "sent"
     assert outcome["other"].status_code == 200
@@ -264,6 +253,26 @@ def test_a_reschedule_racing_a_reminder_being_sent_adds_one_for_the_new_time(
         assert reminders[1].due_at == datetime.fromisoformat("2026-12-03T10:00:00-05:00")
         db.session.remove()
     assert len(inbox.messages) == 1
+
+
+def booked_with_a_claimed(napp, clinic, headers, kind: str):
+    """A booking whose ``kind`` reminder the dispatcher has claimed, its task not yet run:
+    (appointment JSON, its rows by kind, the reminder's id, its due time)."""
+    napp.config["CLINIC_NOW"] = FIXED_NOW
+    with napp.app_context():
+        appt, rows = booked(napp, clinic, headers)
+        reminder_id, due = rows[kind][0].id, rows[kind][0].due_at
+        assert reminder_id in dispatcher.claim(due)
+        db.session.commit()
+        db.session.remove()
+    return appt, rows, reminder_id, due
+
+
+def appointment_action(napp, headers, appt, action: str, **body):
+    """A call that POSTs ``body`` to the appointment's ``action`` as the front desk."""
+    return lambda: napp.test_client().post(
+        f"/api/v1/appointments/{appt['id']}/{action}", json=body, headers=headers["front_desk"]
+    )
 
 
 def race_a_held_send(
@@ -338,25 +347,15 @@ def test_a_cancel_racing_a_reminder_being_sent_waits_then_leaves_it_sent(
     """The send holds its row while the reminder is on the wire; the cancel waits for it,
     finds it sent (so the cancellation that follows makes sense to the patient), cancels
     the rest, and no reminder goes out after the cancel."""
-    napp.config["CLINIC_NOW"] = FIXED_NOW
-    with napp.app_context():
-        appt, rows = booked(napp, clinic, headers)
-        reminder_id, other_id = rows["reminder_72h"][0].id, rows["reminder_24h"][0].id
-        due = rows["reminder_72h"][0].due_at
-        assert reminder_id in dispatcher.claim(due)
-        db.session.commit()
-        db.session.remove()
+    appt, rows, reminder_id, due = booked_with_a_claimed(napp, clinic, headers, "reminder_72h")
+    other_id = rows["reminder_24h"][0].id
     outcome = race_a_held_send(
         napp,
         monkeypatch,
         database_url,
         reminder_id,
         due,
-        lambda: napp.test_client().post(
-            f"/api/v1/appointments/{appt['id']}/cancel",
-            json={"reason": "called"},
-            headers=headers["front_desk"],
-        ),
+        appointment_action(napp, headers, appt, "cancel", reason="called"),
         waits_in="UPDATE notification SET%",
     )
     assert outcome["send"] == "sent"
