@@ -77,7 +77,8 @@ def enqueue_each(task, calls: list[tuple]) -> list[tuple[tuple, str]]:
     client object) per message. Other brokers publish each at once. Returns the calls that
     could not be sent, each with the error's type name. When the batch's write fails, whether
     any of its messages arrived is unknown, so all count as failed: callers must tolerate a
-    message that arrives anyway (a send task finds its row already sent).
+    message that arrives anyway (a send task finds its row already sent). When no producer can
+    be had, every call counts as failed.
     """
     from flask import current_app
 
@@ -101,5 +102,7 @@ def enqueue_each(task, calls: list[tuple]) -> list[tuple[tuple, str]]:
                 else:
                     buffered.append(args)
     except Exception as exc:
-        failed += [(args, type(exc).__name__) for args in buffered]
+        # The batch's write failed (all buffered), or no producer could be had (none tried).
+        untried = calls[len(failed) + len(buffered) :]
+        failed += [(args, type(exc).__name__) for args in [*buffered, *untried]]
     return failed

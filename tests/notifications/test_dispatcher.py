@@ -224,6 +224,27 @@ def test_a_failed_batch_write_leaves_all_its_rows_claimed_for_a_later_pass(
     assert dispatcher.dispatch(FIXED_NOW + dispatcher.claim_timeout() * 2).claimed == 5
 
 
+def test_no_producer_to_be_had_counts_every_row_as_not_handed_over(
+    patients, napp, monkeypatch, caplog
+):
+    """The producer pool refuses before any task is tried: the rows are still reported (and
+    stay claimed for a later pass), not dropped in silence."""
+    from kombu.exceptions import LimitExceeded
+
+    celery = napp.extensions["celery"]
+
+    def exhausted(*args, **kwargs):
+        raise LimitExceeded("no producer left")
+
+    monkeypatch.setattr(celery, "producer_or_acquire", exhausted)
+    ids = make_rows(patients[0], 3, due=FIXED_NOW)
+    result = dispatcher.dispatch(FIXED_NOW)
+    assert (result.claimed, result.enqueue_failed) == (3, 3)
+    for notification_id in ids:
+        assert f"could not enqueue notification {notification_id}: LimitExceeded" in caplog.text
+    assert {r.status for r in status_of(ids).values()} == {Status.SENDING}
+
+
 def test_one_task_that_cannot_be_published_does_not_hold_back_the_others(
     patients, napp, pipeline_writes, monkeypatch
 ):
