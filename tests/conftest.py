@@ -31,6 +31,12 @@ FIXED_NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New
 TEST_QUEUE = f"clinic-test-{uuid.uuid4().hex[:8]}"
 
 
+def clock_at(app, moment: datetime | str) -> None:
+    """Move the app's clock (CLINIC_NOW) to ``moment`` (ISO 8601 with its offset, or a
+    datetime), e.g. to an appointment's start: the desk statuses wait for the visit."""
+    app.config["CLINIC_NOW"] = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

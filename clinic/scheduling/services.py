@@ -611,6 +611,29 @@ def reschedule(
     return appointment
 
 
+# Desk statuses record the visit, so they wait for it: arrived and checked in from the start of
+# its day (in its location's zone), fulfilled and no-show from its start time. A click on a
+# future appointment would otherwise free its time without a word to the patient.
+_FROM_ITS_DAY = {AppointmentStatus.ARRIVED, AppointmentStatus.CHECKED_IN}
+_FROM_ITS_START = {AppointmentStatus.FULFILLED, AppointmentStatus.NOSHOW}
+
+
+def too_early(appointment: Appointment, status: str, now: datetime) -> str | None:
+    """Why ``status`` can't be recorded yet for this appointment, or None when it can."""
+    if status in _FROM_ITS_START and now < appointment.start_at:
+        return f"Mark an appointment {status} once it has started."
+    if status in _FROM_ITS_DAY:
+        tz = ZoneInfo(appointment.location.timezone)
+        if now.astimezone(tz).date() < appointment.start_at.astimezone(tz).date():
+            return f"Mark an appointment {status} on its day, not before."
+    return None
+
+
+def next_statuses(appointment: Appointment, now: datetime) -> set[str]:
+    """The statuses this appointment may move to now (models.TRANSITIONS, less the early)."""
+    return {s for s in TRANSITIONS[appointment.status] if too_early(appointment, s, now) is None}
+
+
 def change_status(
     appointment: Appointment,
     status: str,
@@ -630,6 +653,9 @@ def change_status(
         raise ValidationFailed(
             {"status": [f"An appointment can't go from {appointment.status} to {status}."]}
         )
+    early = too_early(appointment, status, now)
+    if early is not None:
+        raise ValidationFailed({"status": [early]})
     reason = (reason or "").strip()
     if len(reason) > 500:
         raise ValidationFailed({"reason": ["Use at most 500 characters."]})

@@ -24,7 +24,6 @@ from clinic.extensions import db
 from clinic.models import Patient
 from clinic.scheduling import services
 from clinic.scheduling.models import (
-    TRANSITIONS,
     Appointment,
     AppointmentType,
     Provider,
@@ -108,7 +107,8 @@ def calendar_week():
 @require("appointments.view")
 def today():
     tz = http.clinic_tz()
-    day = http.now().astimezone(tz).date()
+    now = http.now()
+    day = now.astimezone(tz).date()
     start, end = _day_bounds(day, tz)
     rows = _appointments(start, end)
     _audit_view("today list")
@@ -118,7 +118,9 @@ def today():
         mode="today",
         day=day,
         appointments=rows,
-        desk_statuses=DESK_STATUSES,
+        desk_statuses={
+            a.id: [s for s in DESK_STATUSES if s in services.next_statuses(a, now)] for a in rows
+        },
         **_calendar_context(tz),
     )
 
@@ -247,7 +249,7 @@ def _render_detail(
     code: int = 200,
 ):
     tz = http.clinic_tz()
-    allowed = TRANSITIONS.get(appointment.status, set())
+    allowed = services.next_statuses(appointment, http.now())
     next_statuses = [s for s in STATUS_ORDER if s in allowed and s != S.CANCELLED]
     providers = db.session.scalars(
         select(Provider).where(Provider.active.is_(True)).order_by(Provider.id)

@@ -66,16 +66,19 @@ def nctx(napp):
 
 @pytest.fixture
 def clinic(napp):
-    """The scheduling tests' small clinic; every patient agreed to email."""
+    """The scheduling tests' small clinic; every patient agreed to email. The clock starts at
+    FIXED_NOW and goes back to it after the test (napp lives for the session)."""
     from clinic.models import Patient
 
+    napp.config["CLINIC_NOW"] = FIXED_NOW
     with napp.app_context():
         data = build_schedule()
         for patient in db.session.scalars(select(Patient)):
             patient.consent_email = True
         db.session.commit()
         db.session.remove()
-    return data
+    yield data
+    napp.config["CLINIC_NOW"] = FIXED_NOW
 
 
 @pytest.fixture

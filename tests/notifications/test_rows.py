@@ -18,7 +18,7 @@ from clinic.extensions import db
 from clinic.notifications import outbox, services
 from clinic.notifications.models import Notification, Status
 from clinic.scheduling.models import Appointment
-from tests.conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW, clock_at
 from tests.notifications.conftest import book, by_kind, post_procedure, rows_for
 
 MESSAGE_ID = re.compile(r"^<[0-9a-f]{32}@clinic\.example>$")
@@ -194,6 +194,7 @@ def test_reminders_move_into_send_hours_and_are_skipped_when_too_late(napp, clin
 def test_a_no_show_cancels_reminders_and_queues_the_follow_up(napp, clinic, headers):
     client = napp.test_client()
     appt = book(client, headers["front_desk"], clinic, start="2026-11-24T13:00:00-05:00")
+    clock_at(napp, "2026-11-24T13:30:00-05:00")  # half an hour late: the desk marks it
     response = client.post(
         f"/api/v1/appointments/{appt['id']}/status",
         json={"status": "noshow"},
@@ -205,7 +206,8 @@ def test_a_no_show_cancels_reminders_and_queues_the_follow_up(napp, clinic, head
         assert rows["reminder_24h"][0].status in (Status.CANCELLED, Status.SKIPPED)
         no_show = rows["no_show"][0]
         assert no_show.status == Status.PENDING and no_show.routine
-        assert no_show.due_at == FIXED_NOW + timedelta(hours=24)  # Wed 10:00, in send hours
+        # a day later, Wed 13:30 in New York: in send hours
+        assert no_show.due_at == utc("2026-11-25T13:30:00-05:00")
 
 
 def _set_status(client, headers, appointment_id: int, status: str) -> None:
@@ -217,16 +219,15 @@ def _set_status(client, headers, appointment_id: int, status: str) -> None:
     assert response.status_code == 200, response.get_json()
 
 
-def test_a_no_show_undone_takes_back_its_message_and_task_and_restores_reminders(
-    napp, clinic, headers
-):
+def test_a_no_show_undone_takes_back_its_message_and_task(napp, clinic, headers):
     """Old code left the "we missed you" message pending (it went out) and the call-back task
     open when staff corrected a no-show, and a second no-show later never got its message."""
     from clinic.followup.models import StaffTask
 
     client = napp.test_client()
-    # Marked no-show by mistake the day before the visit: its 24 h reminder is still ahead.
     appt = book(client, headers["front_desk"], clinic, start="2026-11-25T13:00:00-05:00")
+    # Marked no-show by mistake: the patient was in the waiting room.
+    clock_at(napp, "2026-11-25T13:20:00-05:00")
     _set_status(client, headers, appt["id"], "noshow")
     with napp.app_context():
         rows = by_kind(rows_for("appointment", appt["id"]))
@@ -241,14 +242,10 @@ def test_a_no_show_undone_takes_back_its_message_and_task_and_restores_reminders
         assert [(r.status, r.last_error) for r in rows["no_show"]] == [
             (Status.CANCELLED, "no-show undone")
         ]
-        reminders = sorted(rows["reminder_24h"], key=lambda r: r.revision)
-        assert [(r.revision, r.status) for r in reminders] == [
-            (0, Status.CANCELLED),
-            (1, Status.PENDING),
-        ]
-        assert reminders[1].due_at == utc("2026-11-24T13:00:00-05:00")
+        # the visit's time has come: no reminder comes back for it
+        assert [(r.revision, r.status) for r in rows["reminder_24h"]] == [(0, Status.CANCELLED)]
         [task] = db.session.scalars(select(StaffTask).where(StaffTask.kind == "no_show")).all()
-        assert task.done_at == FIXED_NOW and "undone" in task.note
+        assert task.done_at == utc("2026-11-25T13:20:00-05:00") and "undone" in task.note
 
     # A real no-show later: a new message (the next revision) and a new task.
     _set_status(client, headers, appt["id"], "noshow")

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment, AppointmentStatus
+from tests.conftest import clock_at
 
 BOOK = "/api/v1/appointments"
 SLOTS = "/api/v1/slots"
@@ -211,6 +212,7 @@ def test_a_booking_start_without_a_time_is_a_field_error(app, client, schedule, 
 
 def test_a_retried_status_change_gets_the_first_answer(app, client, booked):
     headers, appointment_id = booked
+    clock_at(app, "2026-11-26T09:00:00-05:00")  # its day: the desk may mark it arrived
     url = f"{BOOK}/{appointment_id}/status"
     keyed = headers | {"Idempotency-Key": "arrive-1"}
     first = client.post(url, headers=keyed, json={"status": "arrived"})
@@ -275,6 +277,7 @@ def test_every_answer_the_api_gives_is_documented(
     call("get", BOOK, 403, headers=admin, query_string=listing)
     call("get", BOOK, 422, headers=front, query_string={})
     one = f"{BOOK}/{first['id']}"
+    clock_at(app, "2026-11-26T10:00:00-05:00")  # the visits' day: desk statuses are open
     for action, body in [
         ("reschedule", {"start": "2026-11-26T10:00:00-05:00"}),
         ("status", {"status": "arrived"}),
@@ -380,6 +383,9 @@ def test_the_documented_examples_work_on_any_day(
         url = f"{BOOK}/{created.get_json()['id']}/{action}"
         answer = client.post(url, headers=headers, json=example(f"{BOOK}/{{id}}/{action}"))
         assert answer.status_code == 200, (action, answer.get_json())
+        if action == "reschedule":  # the status example records the visit: go to its start
+            clock_at(app, answer.get_json()["start"])
+    clock_at(app, now)
     procedure = example(PROCEDURES) | {
         "patient_id": schedule["patients"][0],
         "provider_id": schedule["providers"][0],
@@ -442,6 +448,7 @@ def test_real_answers_match_their_documented_schemas(
     check("post", BOOK, BOOK, 401, headers={"Authorization": "Bearer nope"}, json={})
     listing = {"start": "2026-11-20", "end": "2026-12-30"}
     check("get", BOOK, BOOK, 200, headers=front, query_string=listing)
+    clock_at(app, booked["start"])  # the desk marks the visit arrived at its time
     check(
         "post",
         f"{BOOK}/{booked['id']}/status",

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment, AppointmentStatus
-from tests.scheduling.conftest import appointment_audit_events
+from tests.conftest import clock_at
+from tests.scheduling.conftest import appointment_audit_events, get_appointment
 
 NY = ZoneInfo("America/New_York")
 SLOTS = "/api/v1/slots"
@@ -161,6 +162,44 @@ def test_idempotency_key_replays_the_first_answer(app, client, schedule, booking
         assert db.session.scalar(select(func.count()).select_from(Appointment)) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "early", "in_time"),
+    [
+        # arrived and checked in: from the visit's day (New York's), not before
+        ("arrived", "2026-11-25T23:59:00-05:00", "2026-11-26T00:00:00-05:00"),
+        ("checked-in", "2026-11-25T23:59:00-05:00", "2026-11-26T07:00:00-05:00"),
+        # no-show and fulfilled: from its start
+        ("noshow", "2026-11-26T08:59:00-05:00", "2026-11-26T09:00:00-05:00"),
+    ],
+)
+def test_desk_statuses_wait_for_the_visit(
+    app, client, schedule, staff_token, status, early, in_time
+):
+    """Marking a future appointment by mistake would free its time without a word to the
+    patient: too early is a 422 that says when, and nothing changes."""
+    headers = staff_token("front_desk")
+    booked = client.post(
+        BOOK,
+        headers=headers,
+        json={
+            "patient_id": schedule["patients"][0],
+            "appointment_type": "consultation",
+            "provider_id": schedule["providers"][0],
+            "start": "2026-11-26T09:00:00-05:00",
+        },
+    )
+    assert booked.status_code == 201, booked.get_json()
+    url = f"{BOOK}/{booked.get_json()['id']}/status"
+    clock_at(app, early)
+    refused = client.post(url, headers=headers, json={"status": status})
+    assert refused.status_code == 422
+    assert f"Mark an appointment {status}" in refused.get_json()["errors"]["status"][0]
+    assert get_appointment(app, booked.get_json()["id"]).status == "booked"
+    clock_at(app, in_time)
+    done = client.post(url, headers=headers, json={"status": status})
+    assert done.status_code == 200 and done.get_json()["status"] == status
+
+
 def test_staff_book_reschedule_cancel_and_status(app, client, schedule, staff_token):
     headers = staff_token("front_desk")
     provider = schedule["providers"][1]
@@ -188,6 +227,7 @@ def test_staff_book_reschedule_cancel_and_status(app, client, schedule, staff_to
     assert "manage_url" not in moved.get_json()  # only in the booking's answer
     bad = client.post(f"{url}/status", headers=headers, json={"status": "fulfilled"})
     assert bad.status_code == 422
+    clock_at(app, "2026-11-26T08:55:00-05:00")  # the patient comes in for it
     assert (
         client.post(f"{url}/status", headers=headers, json={"status": "arrived"}).status_code == 200
     )

@@ -16,6 +16,7 @@ import clinic.staff.calendar  # noqa: F401  (registers the calendar routes on th
 from clinic.extensions import db
 from clinic.models import AuditEvent, StaffUser
 from clinic.scheduling.models import Appointment, AppointmentType
+from tests.conftest import clock_at
 from tests.scheduling.conftest import get_appointment, ny
 
 NY = ZoneInfo("America/New_York")
@@ -477,6 +478,11 @@ def test_status_buttons_follow_the_transitions(app, client, login, schedule, boo
     login("nurse")
     page = client.get(f"/staff/appointments/{appointment_id}").get_data(as_text=True)
     offered = re.findall(r'name="status" value="([^"]+)"', page)
+    assert offered == ["arrived", "checked-in", "entered-in-error"]  # no-show: from 11:00
+    clock_at(app, ny(2026, 11, 24, 11, 0))
+    login("nurse", "nurse-at-11@clinic.test")  # an hour idle ended the first session
+    page = client.get(f"/staff/appointments/{appointment_id}").get_data(as_text=True)
+    offered = re.findall(r'name="status" value="([^"]+)"', page)
     assert offered == ["arrived", "checked-in", "noshow", "entered-in-error"]
 
     refused = client.post(
@@ -538,10 +544,12 @@ def test_today_list_with_front_desk_buttons(app, client, login, schedule, book):
     buttons = re.findall(
         rf'/staff/appointments/{early_a}/status"[^>]*>.*?name="status" value="([^"]+)"', html, re.S
     )
-    assert buttons == ["arrived", "checked-in", "noshow"]
+    assert buttons == ["arrived", "checked-in"]  # no-show and fulfilled wait for 11:00
     assert html.count('<tr class="appt-inactive">') == 1 and body[3][4]["text"] == "Cancelled"
     assert f"/staff/appointments/{gone}/status" not in html
 
+    clock_at(app, ny(2026, 11, 24, 11, 5))
+    login("front_desk", "desk-at-11@clinic.test")  # an hour idle ended the first session
     response = client.post(
         f"/staff/appointments/{early_a}/status", data={"status": "arrived", "return_to": "today"}
     )

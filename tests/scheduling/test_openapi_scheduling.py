@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tests.conftest import clock_at
+
 
 def test_every_api_route_is_documented(app, client):
     spec = client.get("/api/v1/openapi.json").get_json()
@@ -44,3 +46,5 @@ def test_scheduling_examples_work(app, client, schedule, booking_token, staff_to
             f"/api/v1/appointments/{appointment_id}/{action}", json=body, headers=headers
         )
         assert response.status_code == 200, (action, response.get_json())
+        if action == "reschedule":  # the status example records the visit: go to its start
+            clock_at(app, response.get_json()["start"])

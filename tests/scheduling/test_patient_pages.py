@@ -11,6 +11,7 @@ from sqlalchemy import select
 from clinic.extensions import db
 from clinic.intake.models import ConsultationRequest
 from clinic.scheduling.models import Appointment
+from tests.conftest import clock_at
 from tests.scheduling.conftest import appointment_audit_events
 
 
@@ -283,9 +284,11 @@ def test_the_link_acts_only_where_a_patient_may(app, client, booked, schedule, s
         appointment = db.session.scalars(select(Appointment)).one()
         appointment_id = appointment.id
     headers = staff_token("front_desk")
-    client.post(
+    clock_at(app, appointment.start_at)  # the patient came in
+    arrived = client.post(
         f"/api/v1/appointments/{appointment_id}/status", headers=headers, json={"status": "arrived"}
     )
+    assert arrived.status_code == 200
     response = client.post(booked["manage"] + "/cancel", data={"reason": "other"})
     assert response.status_code == 302
     assert client.get(booked["manage"] + "/reschedule").status_code == 302
