@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -95,15 +96,23 @@ def inbox(smtp_server):
 # -- database -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def database_url():
+@contextmanager
+def new_database():
+    """A new, empty PostgreSQL database of a random name (its URL), dropped on exit."""
     name = f"clinic_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    with new_database() as url:
+        yield url
 
 
 def make_test_config(database_url: str, smtp_port: int, **extra) -> dict:
@@ -136,15 +145,20 @@ def make_test_config(database_url: str, smtp_port: int, **extra) -> dict:
 
 @pytest.fixture(scope="session")
 def app(database_url, smtp_server):
-    from flask_migrate import upgrade
-
     from clinic import create_app
 
     application = create_app(make_test_config(database_url, smtp_server.port))
-    with application.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
+    migrate(application)
     yield application
     dispose(application)
+
+
+def migrate(application) -> None:
+    """Build an app's database schema by running the migrations."""
+    from flask_migrate import upgrade
+
+    with application.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
 
 
 def dispose(application) -> None:
