@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from clinic import audit
@@ -49,12 +50,25 @@ def _log(actor: StaffUser, resource_type: str, resource_id, fields: list[str], n
 
 
 def _check_zone(name: str | None) -> None:
+    """A location's zone is the clinic's: every time the clinic shows (slots, pages, the
+    calendar, messages) is in CLINIC_TIMEZONE, so hours kept in another zone would be shown
+    an hour or more off, and a patient would come at the wrong time."""
     try:
         ZoneInfo(name or "")
     except (ZoneInfoNotFoundError, ValueError):
         raise ValidationFailed(
             {"timezone": ["Use a time zone name like America/New_York."]}
         ) from None
+    clinic_zone = current_app.config["CLINIC_TIMEZONE"]
+    if name != clinic_zone:
+        raise ValidationFailed(
+            {
+                "timezone": [
+                    f"Use the clinic's time zone, {clinic_zone}: every time the clinic shows "
+                    "is in it (set by CLINIC_TIMEZONE)."
+                ]
+            }
+        )
 
 
 def _update(row, resource_type: str, values: dict, *, actor: StaffUser, now: datetime) -> list:

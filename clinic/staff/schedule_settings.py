@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -47,7 +47,9 @@ class LocationForm(FlaskForm):
     zip = StringField("ZIP", validators=[DataRequired(), Length(min=5, max=10)])
     phone = StringField("Phone", validators=[DataRequired(), Length(max=30)])
     timezone = StringField(
-        "Time zone", default="America/New_York", validators=[DataRequired(), Length(max=64)]
+        "Time zone (the clinic's)",
+        default=lambda: current_app.config["CLINIC_TIMEZONE"],
+        validators=[DataRequired(), Length(max=64)],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 
 from sqlalchemy import select
@@ -207,6 +208,22 @@ def test_add_location_and_provider(app, client, login, schedule):
         },
     )
     assert bad.status_code == 422 and "time zone" in bad.get_data(as_text=True)
+    elsewhere = client.post(
+        "/staff/settings/location",
+        data={
+            "location-name": "North",
+            "location-address_line1": "1 North Rd",
+            "location-city": "Holyoke",
+            "location-state": "MA",
+            "location-zip": "01040",
+            "location-phone": "(555) 010-0300",
+            "location-timezone": "America/Chicago",
+        },
+    )
+    assert elsewhere.status_code == 422
+    assert "the clinic&#39;s time zone, America/New_York" in elsewhere.get_data(as_text=True)
+    form = client.get("/staff/settings").get_data(as_text=True)
+    assert re.search(r'<input[^>]*name="location-timezone"[^>]*value="America/New_York"', form)
     ok = client.post(
         "/staff/settings/location",
         data={

@@ -86,6 +86,8 @@ def test_edit_a_location(app, client, login, schedule):
     ("field", "value", "message"),
     [
         ("timezone", "Mars/Olympus", "Use a time zone name like America/New_York."),
+        # a real zone, but not the clinic's: every page and slot would show its hours an hour off
+        ("timezone", "America/Chicago", "Use the clinic&#39;s time zone, America/New_York"),
         ("timezone", "", "This field is required."),
         ("name", "", "This field is required."),
         ("name", "x" * 121, "Field cannot be longer than 120 characters."),
