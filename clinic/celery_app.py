@@ -55,7 +55,8 @@ def celery_init_app(app: Flask) -> Celery:
     celery.conf.beat_schedule = beat_schedule(app.config)
     # Every task module, so a worker knows each task whichever views it never imports.
     import clinic.intake.tasks
-    import clinic.notifications.tasks  # noqa: F401
+    import clinic.notifications.tasks
+    import clinic.scheduling.tasks  # noqa: F401
 
     celery.set_default()
     app.extensions["celery"] = celery

@@ -14,4 +14,8 @@ def beat_schedule(config: dict) -> dict:
             "task": "intake.purge_stale_drafts",
             "schedule": timedelta(hours=1),
         },
+        "purge-expired-idempotency-records": {
+            "task": "scheduling.purge_idempotency_records",
+            "schedule": timedelta(hours=1),
+        },
     }

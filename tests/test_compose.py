@@ -393,6 +393,9 @@ def test_worker_celery_is_the_app_celery_and_knows_the_beat_tasks(fresh_import):
     assert worker.celery is worker.flask_app.extensions["celery"]
     schedule = worker.celery.conf.beat_schedule
     assert schedule
+    # the housekeeping that keeps patient data from piling up: drafts, Idempotency-Key answers
+    tasks = {entry["task"] for entry in schedule.values()}
+    assert {"intake.purge_stale_drafts", "scheduling.purge_idempotency_records"} <= tasks
     registered = set(worker.celery.tasks)
     for entry in schedule.values():
         assert entry["task"] in registered, entry["task"]

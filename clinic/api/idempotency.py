@@ -1,19 +1,28 @@
-"""Idempotency-Key: a retried POST gets the first answer, even when the retries race."""
+"""Idempotency-Key: a retried POST gets the first answer, even when the retries race.
+
+A key expires a day after its first request (``idempotency_records.RETENTION``), as the IETF
+httpapi Idempotency-Key draft suggests: the record keeps the first answer, and a booking's answer
+holds the patient's manage link. A retry after that is a new request (it runs, and its answer is
+kept for the next day), whether or not the beat task that deletes expired records
+(``scheduling.purge_idempotency_records``) has reached the old one: the lookup ignores an expired
+record, and takes its place.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 
 from flask import jsonify, request
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from clinic.extensions import db
 from clinic.limits import storable
 from clinic.models import utcnow
+from clinic.scheduling.idempotency_records import expired
 from clinic.scheduling.models import IdempotencyRecord
 
 IN_PROGRESS = 0
@@ -22,6 +31,7 @@ WAIT_SECONDS = 10.0
 # worker timeout (30 s by default), so its process died before storing the answer.
 ABANDONED_AFTER = timedelta(minutes=2)
 _TAKEN_OVER = object()
+_PURGED = object()
 
 
 def idempotent(view):
@@ -40,22 +50,9 @@ def idempotent(view):
         caller = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
         endpoint = f"{request.method} {request.path} {caller[:32]}"
         digest = hashlib.sha256(request.get_data()).hexdigest()
-        try:  # claim the key in its own transaction, so a racing retry sees it
-            db.session.add(
-                IdempotencyRecord(
-                    key=key,
-                    endpoint=endpoint,
-                    request_hash=digest,
-                    status_code=IN_PROGRESS,
-                    body={},
-                )
-            )
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            replayed = _replay(key, endpoint, digest)
-            if replayed is not _TAKEN_OVER:
-                return replayed
+        replayed = _claim(key, endpoint, digest)
+        if replayed is not None:
+            return replayed
         try:
             response = view(*args, **kwargs)
         except Exception:
@@ -83,6 +80,30 @@ def _as_response(rv):
     return current_app.make_response(rv)
 
 
+def _claim(key: str, endpoint: str, digest: str):
+    """None when this request now holds the key (the view runs), else the answer to give."""
+    while True:
+        try:  # claim the key in its own transaction, so a racing retry sees it
+            db.session.add(
+                IdempotencyRecord(
+                    key=key,
+                    endpoint=endpoint,
+                    request_hash=digest,
+                    status_code=IN_PROGRESS,
+                    body={},
+                )
+            )
+            db.session.commit()
+            return None
+        except IntegrityError:
+            db.session.rollback()
+        replayed = _replay(key, endpoint, digest)
+        if replayed is _TAKEN_OVER:
+            return None
+        if replayed is not _PURGED:  # else the expired record was purged as it was taken over
+            return replayed
+
+
 def _forget(key: str, endpoint: str) -> None:
     db.session.rollback()
     db.session.execute(
@@ -95,6 +116,7 @@ def _forget(key: str, endpoint: str) -> None:
 
 def _replay(key: str, endpoint: str, digest: str):
     deadline = time.monotonic() + WAIT_SECONDS
+    expired_seen = False
     while True:
         # Plain values, not an ORM object: reading an expired object's attributes would begin
         # a transaction again, and none may stay open while this waits (on SQLite every
@@ -108,9 +130,17 @@ def _replay(key: str, endpoint: str, digest: str):
             ).where(IdempotencyRecord.key == key, IdempotencyRecord.endpoint == endpoint)
         ).first()
         db.session.rollback()  # see the other transaction's commit on the next read
+        if record is None and expired_seen:
+            return _PURGED
         if record is None:
             return jsonify({"error": "retry", "detail": "The first request failed; retry."}), 409
-        if record.request_hash != digest:
+        if expired(record.created_at, utcnow()):
+            # A new request, whatever the old one asked (the purge has not reached it yet).
+            # Not taken: another retry took it first, or the purge deleted it; read again.
+            expired_seen = True
+            if _take_over(key, endpoint, record, digest):
+                return _TAKEN_OVER
+        elif record.request_hash != digest:
             return jsonify(
                 {
                     "errors": {
@@ -118,13 +148,13 @@ def _replay(key: str, endpoint: str, digest: str):
                     }
                 }
             ), 422
-        if record.status_code != IN_PROGRESS:
+        elif record.status_code != IN_PROGRESS:
             response = jsonify(record.body)
             response.status_code = record.status_code
             response.headers["Idempotent-Replayed"] = "true"
             return response
-        if utcnow() - record.created_at > ABANDONED_AFTER and _take_over(
-            key, endpoint, record.created_at
+        elif utcnow() - record.created_at > ABANDONED_AFTER and _take_over(
+            key, endpoint, record, digest
         ):
             return _TAKEN_OVER
         if time.monotonic() > deadline:
@@ -133,13 +163,14 @@ def _replay(key: str, endpoint: str, digest: str):
         time.sleep(0.05)
 
 
-def _take_over(key: str, endpoint: str, created_at: datetime) -> bool:
-    """Claim a key whose first request died before storing its answer, for this retry to run.
+def _take_over(key: str, endpoint: str, record: Row, digest: str) -> bool:
+    """Claim a key for this retry to run: its first request died, or the key has expired.
 
-    Most such requests died before their commit, and left nothing. One that died between its
-    commit and storing the answer (a window of a few statements) did its work: running it
+    Most requests that died did so before their commit, and left nothing. One that died between
+    its commit and storing the answer (a window of a few statements) did its work: running it
     again books nothing twice (the slot is taken, a 409), but an intake would be stored twice.
     Answering "in progress" for ever, which was the alternative, loses the patient's retry.
+    An expired key starts afresh: this request's body, no answer, a new creation time.
     One retry wins the claim (the created time is compared and moved in one statement).
     """
     claimed = db.session.execute(
@@ -147,10 +178,10 @@ def _take_over(key: str, endpoint: str, created_at: datetime) -> bool:
         .where(
             IdempotencyRecord.key == key,
             IdempotencyRecord.endpoint == endpoint,
-            IdempotencyRecord.status_code == IN_PROGRESS,
-            IdempotencyRecord.created_at == created_at,
+            IdempotencyRecord.status_code == record.status_code,
+            IdempotencyRecord.created_at == record.created_at,
         )
-        .values(created_at=utcnow())
+        .values(created_at=utcnow(), request_hash=digest, status_code=IN_PROGRESS, body={})
     ).rowcount
     db.session.commit()
     return claimed == 1

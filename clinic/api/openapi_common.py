@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from clinic.scheduling.idempotency_records import RETENTION
+
 JSON = "application/json"
 BEARER = [{"bearer": []}]
 
@@ -44,7 +46,9 @@ IDEMPOTENCY_KEY = {
     "in": "header",
     "required": False,
     "description": "A retried POST with the same key and body gets the first answer (with the "
-    "header Idempotent-Replayed: true); the same key with another body is a 422",
+    "header Idempotent-Replayed: true); the same key with another body is a 422. A key expires "
+    f"{RETENTION // timedelta(hours=1)} hours after its first request: a retry after that is a "
+    "new request",
     "schema": {"type": "string", "maxLength": 200},
 }
 
