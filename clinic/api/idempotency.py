@@ -6,12 +6,17 @@ holds the patient's manage link. A retry after that is a new request (it runs, a
 kept for the next day), whether or not the beat task that deletes expired records
 (``scheduling.purge_idempotency_records``) has reached the old one: the lookup ignores an expired
 record, and takes its place.
+
+Keys are per caller: by default the caller is its Authorization header (a staff token); a view
+whose callers have none names them another way (``by_bearer_or_body``: a patient by the booking
+token in the body). Only a hash of that name is stored, in the record's endpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 
@@ -34,8 +39,34 @@ _TAKEN_OVER = object()
 _PURGED = object()
 
 
-def idempotent(view):
-    """Wrap a JSON POST view: the first call's status and body are kept under the key."""
+def _authorization() -> str:
+    return request.headers.get("Authorization", "")
+
+
+def by_bearer_or_body(field: str) -> Callable[[], str]:
+    """Name the caller by its Authorization header or, with none, by the JSON body's ``field``
+    (a patient's booking token), so that two patients who pick the same key never share it."""
+
+    def name() -> str:
+        if authorization := _authorization():
+            return authorization
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # too deeply nested: the view answers with a 422
+            return ""
+        value = body.get(field) if isinstance(body, dict) else None
+        return f"{field} {value}" if isinstance(value, str) and value else ""
+
+    return name
+
+
+def idempotent(view=None, *, caller: Callable[[], str] = _authorization):
+    """Wrap a JSON POST view: the first call's status and body are kept under the key.
+
+    ``caller`` names who is asking (by default, the Authorization header): keys are per caller.
+    """
+    if view is None:
+        return lambda view: idempotent(view, caller=caller)
 
     @wraps(view)
     def wrapped(*args, **kwargs):
@@ -46,9 +77,11 @@ def idempotent(view):
             return jsonify({"errors": {"Idempotency-Key": ["Use at most 200 characters."]}}), 422
         if not storable(key):
             return jsonify({"errors": {"Idempotency-Key": ["Remove the special characters."]}}), 422
-        # Keys are per caller: another caller's key never replays this caller's answer.
-        caller = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
-        endpoint = f"{request.method} {request.path} {caller[:32]}"
+        # Keys are per caller: another caller's key never replays this caller's answer. The
+        # name may be a secret (a token): only its hash is stored. (surrogatepass: a JSON body
+        # may hold a lone surrogate, which the view refuses with a 422.)
+        named = hashlib.sha256(caller().encode("utf-8", "surrogatepass")).hexdigest()
+        endpoint = f"{request.method} {request.path} {named[:32]}"
         digest = hashlib.sha256(request.get_data()).hexdigest()
         replayed = _claim(key, endpoint, digest)
         if replayed is not None:

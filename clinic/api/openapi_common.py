@@ -46,7 +46,8 @@ IDEMPOTENCY_KEY = {
     "in": "header",
     "required": False,
     "description": "A retried POST with the same key and body gets the first answer (with the "
-    "header Idempotent-Replayed: true); the same key with another body is a 422. A key expires "
+    "header Idempotent-Replayed: true); the same key with another body is a 422. Keys are per "
+    "caller: per bearer token, and for a patient's booking per booking_token. A key expires "
     f"{RETENTION // timedelta(hours=1)} hours after its first request: a retry after that is a "
     "new request",
     "schema": {"type": "string", "maxLength": 200},

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from clinic import audit, http
 from clinic.api import bp
 from clinic.api.auth import staff_or_abort
-from clinic.api.idempotency import idempotent
+from clinic.api.idempotency import by_bearer_or_body, idempotent
 from clinic.api.inputs import json_body, optional_text
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import csrf, db, limiter
@@ -200,7 +200,7 @@ def slots():
 @bp.post("/appointments")
 @csrf.exempt
 @limiter.limit(http.public_post_limit)
-@idempotent
+@idempotent(caller=by_bearer_or_body("booking_token"))
 def create_appointment():
     body = json_body()
     staff = bearer_user() if request.headers.get("Authorization") else None
