@@ -279,5 +279,5 @@ class IdempotencyRecord(db.Model):
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict] = mapped_column(JSON)
-    # indexed for the purge of expired records (clinic.api.idempotency.RETENTION)
+    # indexed for the purge of expired records (idempotency_records.RETENTION)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
