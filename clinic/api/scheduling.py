@@ -33,6 +33,9 @@ def parse_moment(
     """
     if not raw:
         raise ValidationFailed({name: ["Required: YYYY-MM-DD or an ISO 8601 datetime."]})
+    if len(raw) > 16 and raw[-6] == " " and raw[-3] == ":":
+        # "...T09:00:00+00:00" put in a URL unencoded: its "+" arrives as a space
+        raw = f"{raw[:-6]}+{raw[-5:]}"
     if not day_ok and len(raw) == 10:
         raise ValidationFailed(
             {name: ["Give the time too, with its offset, e.g. 2026-12-02T09:00:00-05:00."]}
@@ -224,12 +227,10 @@ def create_appointment():
         if patient is None:
             errors["booking_token"] = ["This booking link is not valid or has expired."]
         request_id = data["request_id"] if data else None
-    try:
-        appointment_type = _type_by_code(body.get("appointment_type"))
-        provider = _provider(body.get("provider_id"))
-        start = _body_start(body)
-    except ValidationFailed as exc:
-        errors.update(exc.errors)
+    # every field's error at once, not the first one's
+    appointment_type = _collect(errors, lambda: _type_by_code(body.get("appointment_type")))
+    provider = _collect(errors, lambda: _provider(body.get("provider_id")))
+    start = _collect(errors, lambda: _body_start(body))
     if errors:
         raise ValidationFailed(errors)
     try:

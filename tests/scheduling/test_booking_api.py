@@ -75,6 +75,40 @@ def test_slot_query_errors(client, schedule, params, field):
     assert field in response.get_json()["errors"]
 
 
+def test_an_offset_whose_plus_was_not_encoded_still_reads(client, schedule):
+    """A "+" left unencoded in a query string arrives as a space: the offset still counts."""
+    plain = {"appointment_type": "consultation", "provider_id": schedule["providers"][0]}
+    encoded = client.get(
+        SLOTS, query_string=plain | {"start": "2026-11-25T14:00:00+00:00", "end": "2026-11-26"}
+    )
+    provider = schedule["providers"][0]
+    raw = client.get(
+        f"{SLOTS}?appointment_type=consultation&provider_id={provider}"
+        "&start=2026-11-25T14:00:00+00:00&end=2026-11-26"
+    )
+    assert encoded.status_code == raw.status_code == 200, raw.get_json()
+    assert raw.get_json() == encoded.get_json() and raw.get_json()
+
+
+def test_a_booking_with_several_bad_fields_names_them_all(app, client, schedule):
+    """One 422 lists every field to fix (the token, type, provider and start), and nothing is
+    stored."""
+    response = client.post(
+        BOOK,
+        json={
+            "booking_token": "not-a-token",
+            "appointment_type": "massage",
+            "provider_id": "x",
+            "start": "2026-11-25",
+        },
+    )
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"booking_token", "appointment_type", "provider_id", "start"}
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Appointment)) == 0
+
+
 def test_patient_books_with_token_and_slot_disappears(app, client, schedule, booking_token):
     provider = schedule["providers"][0]
     first = slots(client, start="2026-11-25", end="2026-11-25", provider_id=provider)[0]
