@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import event
 
 from clinic.extensions import db
 from clinic.models import Patient, StaffUser
@@ -150,10 +153,67 @@ def staff_token(app, make_staff):
     return make
 
 
+def wide_pool_options() -> dict:
+    """The app's engine options with a pool that lets every thread of a 32-way race hold a
+    connection at once (the default, 5 + 10 overflow, lets 15 transactions in at a time)."""
+    from clinic.config import from_environment
+
+    return from_environment()["SQLALCHEMY_ENGINE_OPTIONS"] | {"pool_size": 40, "max_overflow": 0}
+
+
+@pytest.fixture(scope="session")
+def race_app(app, database_url, smtp_server):
+    """The app again, on the same PostgreSQL database, with the wide pool: for the races of
+    32 requests. (Depending on ``app`` keeps the schema built and the tables emptied.)"""
+    from clinic import create_app
+    from tests.conftest import dispose, make_test_config
+
+    application = create_app(
+        make_test_config(
+            database_url, smtp_server.port, SQLALCHEMY_ENGINE_OPTIONS=wide_pool_options()
+        )
+    )
+    yield application
+    dispose(application)
+
+
+class ConnectionsInUse:
+    """The number of an app's pooled connections checked out, now and at most."""
+
+    def __init__(self):
+        self.now = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def checked_out(self, *_):
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def checked_in(self, *_):
+        with self._lock:
+            self.now -= 1
+
+
+@contextmanager
+def connections_in_use(app):
+    """Count the app's connections in use at once while the block runs (``.peak``)."""
+    with app.app_context():
+        engine = db.engine
+    count = ConnectionsInUse()
+    event.listen(engine, "checkout", count.checked_out)
+    event.listen(engine, "checkin", count.checked_in)
+    try:
+        yield count
+    finally:
+        event.remove(engine, "checkout", count.checked_out)
+        event.remove(engine, "checkin", count.checked_in)
+
+
 @pytest.fixture
 def sqlite_app(tmp_path, database_url, smtp_server):
     """The app on SQLite (the zero-setup default), migrated, with the clinic of build_schedule
-    as ``app.schedule``."""
+    as ``app.schedule``; with the wide pool, for the races of 32 requests."""
     from flask_migrate import upgrade
 
     from clinic import create_app
@@ -164,6 +224,7 @@ def sqlite_app(tmp_path, database_url, smtp_server):
             database_url,
             smtp_server.port,
             SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'clinic.sqlite3'}",
+            SQLALCHEMY_ENGINE_OPTIONS=wide_pool_options(),
         )
     )
     with application.app_context():

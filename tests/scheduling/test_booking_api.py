@@ -12,7 +12,11 @@ from sqlalchemy import func, select
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment, AppointmentStatus
 from tests.conftest import clock_at
-from tests.scheduling.conftest import appointment_audit_events, get_appointment
+from tests.scheduling.conftest import (
+    appointment_audit_events,
+    connections_in_use,
+    get_appointment,
+)
 
 NY = ZoneInfo("America/New_York")
 SLOTS = "/api/v1/slots"
@@ -381,6 +385,29 @@ def _race(app, bodies, headers=None) -> list[int]:
     return codes
 
 
+# A 32-way race must have had this many requests in a transaction at one moment: more than
+# the default pool's 15 (which would have queued the rest), near all 32.
+AT_ONCE = 28
+
+
+def _race_of_32(app, bodies, headers=None) -> list[int]:
+    """``_race`` on an app with a pool for all 32 (``race_app``, ``sqlite_app``), checked to
+    have been one: at least AT_ONCE requests held a database connection at the same time."""
+    with connections_in_use(app) as in_use:
+        codes = _race(app, bodies, headers)
+    assert in_use.peak >= AT_ONCE, f"only {in_use.peak} requests were in at once"
+    return codes
+
+
+def _exactly_one_of_32_wins(app, bodies, headers=None) -> Appointment:
+    """Race the 32 bookings (of one provider): one 201 and 31 409s, and the winner alone is
+    stored as booked."""
+    codes = _race_of_32(app, bodies, headers)
+    assert sorted(codes) == [201] + [409] * 31, codes
+    [winner] = _active(app, bodies[0]["provider_id"])
+    return winner
+
+
 def _active(app, provider_id):
     with app.app_context():
         return db.session.scalars(
@@ -392,6 +419,7 @@ def _active(app, provider_id):
 
 
 def _one_slot_for_32_patients(schedule, booking_token, provider) -> list[dict]:
+    """32 patients' bookings of one consultation (``booking_token``: patient id -> token)."""
     return [
         {
             "booking_token": booking_token(schedule["patients"][i]),
@@ -403,17 +431,29 @@ def _one_slot_for_32_patients(schedule, booking_token, provider) -> list[dict]:
     ]
 
 
-def test_32_simultaneous_bookings_of_one_slot(app, schedule, booking_token):
+def _overlapping_spans_of_4_lengths(schedule, provider) -> list[dict]:
+    """32 staff bookings (patient_id) of the four types, starting 09:00 to 09:15 on Friday
+    27 November: all cover 09:15-09:30, buffers included."""
+    kinds = ["procedure", "consultation", "post_procedure_visit", "phone_check_in"]
+    return [
+        {
+            "patient_id": schedule["patients"][i],
+            "appointment_type": kinds[i % 4],
+            "provider_id": provider,
+            "start": f"2026-11-27T09:{(i % 4) * 5:02d}:00-05:00",
+        }
+        for i in range(32)
+    ]
+
+
+def test_32_simultaneous_bookings_of_one_slot(race_app, schedule, booking_token):
     provider = schedule["providers"][0]
-    bodies = _one_slot_for_32_patients(schedule, booking_token, provider)
-    codes = _race(app, bodies)
-    assert sorted(codes) == [201] + [409] * 31
-    assert len(_active(app, provider)) == 1
+    _exactly_one_of_32_wins(race_app, _one_slot_for_32_patients(schedule, booking_token, provider))
 
 
 @pytest.mark.parametrize("cap", [8, None], ids=["capped-type", "uncapped-type"])
 def test_the_database_alone_refuses_31_of_32_simultaneous_bookings(
-    app, schedule, booking_token, monkeypatch, cap
+    race_app, schedule, booking_token, monkeypatch, cap
 ):
     """The app's own overlap check made blind: every request thinks the slot is free, so
     only the exclusion constraint (23P01, or 40P01 on a deadlock) stands between them.
@@ -422,16 +462,13 @@ def test_the_database_alone_refuses_31_of_32_simultaneous_bookings(
     from clinic.scheduling import services
     from clinic.scheduling.models import AppointmentType
 
-    with app.app_context():
+    with race_app.app_context():
         kind = db.session.scalars(select(AppointmentType).filter_by(code="consultation")).one()
         kind.daily_cap = cap
         db.session.commit()
     monkeypatch.setattr(services, "_busy", lambda *args, **kwargs: [])
     provider = schedule["providers"][0]
-    bodies = _one_slot_for_32_patients(schedule, booking_token, provider)
-    codes = _race(app, bodies)
-    assert sorted(codes) == [201] + [409] * 31
-    assert len(_active(app, provider)) == 1
+    _exactly_one_of_32_wins(race_app, _one_slot_for_32_patients(schedule, booking_token, provider))
 
 
 @pytest.mark.parametrize("who", ["patients", "staff"])
@@ -468,24 +505,11 @@ def test_simultaneous_bookings_at_different_times_keep_the_daily_cap(
     assert len(_active(app, provider)) == 1
 
 
-def test_overlapping_slots_of_different_lengths(app, schedule, staff_token):
+def test_overlapping_slots_of_different_lengths(race_app, schedule, staff_token):
     """Staff book 32 overlapping spans of different types: exactly one wins."""
-    headers = staff_token("front_desk")
-    provider = schedule["providers"][1]
-    kinds = ["procedure", "consultation", "post_procedure_visit", "phone_check_in"]
-    bodies = [
-        {
-            "patient_id": schedule["patients"][i],
-            "appointment_type": kinds[i % 4],
-            "provider_id": provider,
-            "start": f"2026-11-27T09:{(i % 4) * 5:02d}:00-05:00",  # all cover 09:15-09:30
-        }
-        for i in range(32)
-    ]
-    codes = _race(app, bodies, headers)
-    assert codes.count(201) == 1 and codes.count(409) == 31, codes
-    [winner] = _active(app, provider)  # whichever type won, it alone holds the time
-    assert winner.start_at.astimezone(NY).strftime("%H") == "09"
+    bodies = _overlapping_spans_of_4_lengths(schedule, schedule["providers"][1])
+    winner = _exactly_one_of_32_wins(race_app, bodies, staff_token("front_desk"))
+    assert winner.start_at.astimezone(NY).strftime("%H") == "09"  # whichever type won
 
 
 def test_reschedule_racing_a_booking(app, schedule, staff_token, booking_token):

@@ -7,7 +7,11 @@ from sqlalchemy import select, text
 
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment
-from tests.scheduling.test_booking_api import _race
+from tests.scheduling.test_booking_api import (
+    _exactly_one_of_32_wins,
+    _one_slot_for_32_patients,
+    _overlapping_spans_of_4_lengths,
+)
 
 
 def _token(app, patient_id):
@@ -17,19 +21,14 @@ def _token(app, patient_id):
         return make_token("booking", {"request_id": None, "patient_id": patient_id})
 
 
+def _tokens(app):
+    return lambda patient_id: _token(app, patient_id)
+
+
 def test_32_simultaneous_bookings_on_sqlite(sqlite_app):
     schedule = sqlite_app.schedule
-    bodies = [
-        {
-            "booking_token": _token(sqlite_app, schedule["patients"][i]),
-            "appointment_type": "consultation",
-            "provider_id": schedule["providers"][0],
-            "start": "2026-11-25T10:00:00-05:00",
-        }
-        for i in range(32)
-    ]
-    codes = _race(sqlite_app, bodies)
-    assert sorted(codes) == [201] + [409] * 31
+    bodies = _one_slot_for_32_patients(schedule, _tokens(sqlite_app), schedule["providers"][0])
+    _exactly_one_of_32_wins(sqlite_app, bodies)
     with sqlite_app.app_context():
         assert len(db.session.scalars(select(Appointment)).all()) == 1
 
@@ -85,18 +84,8 @@ def _staff_headers(app) -> dict:
 
 def test_overlapping_slots_of_different_lengths_on_sqlite(sqlite_app):
     schedule = sqlite_app.schedule
-    kinds = ["procedure", "consultation", "post_procedure_visit", "phone_check_in"]
-    bodies = [
-        {
-            "patient_id": schedule["patients"][i],
-            "appointment_type": kinds[i % 4],
-            "provider_id": schedule["providers"][1],
-            "start": f"2026-11-27T09:{(i % 4) * 5:02d}:00-05:00",
-        }
-        for i in range(32)
-    ]
-    codes = _race(sqlite_app, bodies, _staff_headers(sqlite_app))
-    assert codes.count(201) == 1 and codes.count(409) == 31, codes
+    bodies = _overlapping_spans_of_4_lengths(schedule, schedule["providers"][1])
+    _exactly_one_of_32_wins(sqlite_app, bodies, _staff_headers(sqlite_app))
     with sqlite_app.app_context():
         assert len(db.session.scalars(select(Appointment)).all()) == 1
 
