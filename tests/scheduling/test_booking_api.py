@@ -14,6 +14,7 @@ from clinic.scheduling.models import Appointment, AppointmentStatus
 from tests.conftest import clock_at
 from tests.scheduling.conftest import (
     appointment_audit_events,
+    blind_the_overlap_check,
     connections_in_use,
     get_appointment,
 )
@@ -408,6 +409,13 @@ def _exactly_one_of_32_wins(app, bodies, headers=None) -> Appointment:
     return winner
 
 
+def _the_database_alone_lets_one_of_32_in(app, bodies, monkeypatch, headers=None) -> None:
+    """The app's own overlap check made blind (every request thinks the time is free): only
+    the database's guard stands between the 32 bookings, and it lets exactly one in."""
+    blind_the_overlap_check(monkeypatch)
+    _exactly_one_of_32_wins(app, bodies, headers)
+
+
 def _active(app, provider_id):
     with app.app_context():
         return db.session.scalars(
@@ -455,20 +463,26 @@ def test_32_simultaneous_bookings_of_one_slot(race_app, schedule, booking_token)
 def test_the_database_alone_refuses_31_of_32_simultaneous_bookings(
     race_app, schedule, booking_token, monkeypatch, cap
 ):
-    """The app's own overlap check made blind: every request thinks the slot is free, so
-    only the exclusion constraint (23P01, or 40P01 on a deadlock) stands between them.
+    """Only the exclusion constraint (23P01, or 40P01 on a deadlock) stands between them.
     Uncapped, they race to the insert together; capped, the per-type lock lines them up and
     each insert after the first hits the constraint."""
-    from clinic.scheduling import services
     from clinic.scheduling.models import AppointmentType
 
     with race_app.app_context():
         kind = db.session.scalars(select(AppointmentType).filter_by(code="consultation")).one()
         kind.daily_cap = cap
         db.session.commit()
-    monkeypatch.setattr(services, "_busy", lambda *args, **kwargs: [])
-    provider = schedule["providers"][0]
-    _exactly_one_of_32_wins(race_app, _one_slot_for_32_patients(schedule, booking_token, provider))
+    bodies = _one_slot_for_32_patients(schedule, booking_token, schedule["providers"][0])
+    _the_database_alone_lets_one_of_32_in(race_app, bodies, monkeypatch)
+
+
+def test_the_database_alone_refuses_31_of_32_overlapping_bookings_of_different_lengths(
+    race_app, schedule, staff_token, monkeypatch
+):
+    """Overlapping spans of four lengths, not one slot: the constraint compares the occupied
+    ranges, buffers included, whatever their types."""
+    bodies = _overlapping_spans_of_4_lengths(schedule, schedule["providers"][1])
+    _the_database_alone_lets_one_of_32_in(race_app, bodies, monkeypatch, staff_token("front_desk"))
 
 
 @pytest.mark.parametrize("who", ["patients", "staff"])

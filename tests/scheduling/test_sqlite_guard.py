@@ -11,6 +11,7 @@ from tests.scheduling.test_booking_api import (
     _exactly_one_of_32_wins,
     _one_slot_for_32_patients,
     _overlapping_spans_of_4_lengths,
+    _the_database_alone_lets_one_of_32_in,
 )
 
 
@@ -86,6 +87,24 @@ def test_overlapping_slots_of_different_lengths_on_sqlite(sqlite_app):
     schedule = sqlite_app.schedule
     bodies = _overlapping_spans_of_4_lengths(schedule, schedule["providers"][1])
     _exactly_one_of_32_wins(sqlite_app, bodies, _staff_headers(sqlite_app))
+    with sqlite_app.app_context():
+        assert len(db.session.scalars(select(Appointment)).all()) == 1
+
+
+@pytest.mark.parametrize("spans", ["one-slot", "overlapping-lengths"])
+def test_the_sqlite_trigger_alone_refuses_31_of_32_simultaneous_bookings(
+    sqlite_app, monkeypatch, spans
+):
+    """BEGIN IMMEDIATE lines the 32 up, but with the app's overlap check blind each one after
+    the first still reads the time as free and inserts: only the trigger refuses them."""
+    schedule = sqlite_app.schedule
+    if spans == "one-slot":
+        bodies = _one_slot_for_32_patients(schedule, _tokens(sqlite_app), schedule["providers"][0])
+        headers = None
+    else:
+        bodies = _overlapping_spans_of_4_lengths(schedule, schedule["providers"][1])
+        headers = _staff_headers(sqlite_app)
+    _the_database_alone_lets_one_of_32_in(sqlite_app, bodies, monkeypatch, headers)
     with sqlite_app.app_context():
         assert len(db.session.scalars(select(Appointment)).all()) == 1
 
