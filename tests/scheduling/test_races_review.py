@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime
+from itertools import combinations
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from clinic.errors import DomainError
 from clinic.extensions import db
@@ -54,16 +56,16 @@ def _booked(app, schedule, patient_index=0, start=datetime(2026, 11, 30, 8, tzin
         return appointment.id
 
 
-def _waiting_on_a_lock(app) -> bool:
+def _waiting_on_a_lock(app, at_least: int = 1) -> bool:
+    """Whether (at least this many) transactions on the test database wait on a lock."""
     with app.app_context():
-        return bool(
-            db.session.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                )
+        waiting = db.session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
             )
         )
+        return waiting >= at_least
 
 
 def _one_waits_for_the_other(app, appointment_id: int, first, second) -> dict:
@@ -261,6 +263,105 @@ def test_reschedule_and_cancel_over_the_api_at_the_same_moment(app, schedule, st
                 text("UPDATE appointment SET status = 'entered-in-error' WHERE id = :id"),
                 {"id": appointment_id},
             )
+            db.session.commit()
+
+
+@contextmanager
+def _deadlock_victims(app):
+    """The statements PostgreSQL fails with deadlock_detected (40P01) while the block runs."""
+    with app.app_context():
+        engine = db.engine
+    victims: list[str] = []
+
+    def seen(context):
+        if getattr(context.original_exception, "sqlstate", None) == "40P01":
+            victims.append(context.statement)
+
+    event.listen(engine, "handle_error", seen)
+    try:
+        yield victims
+    finally:
+        event.remove(engine, "handle_error", seen)
+
+
+def _overlaps(appointments) -> list[tuple[int, int]]:
+    """The pairs of these appointments whose occupied spans (buffers included) meet."""
+    return [
+        (a.id, b.id)
+        for a, b in combinations(appointments, 2)
+        if a.provider_id == b.provider_id
+        and a.occupied_start < b.occupied_end
+        and b.occupied_start < a.occupied_end
+    ]
+
+
+def test_two_moves_deadlocked_over_one_time_get_a_200_and_a_409(
+    app, schedule, make_staff, staff_token
+):
+    """Two staff moves into one free time while a booking of it is still open: each move's
+    update waits on that booking in the exclusion constraint. The booking rolls back (only once
+    both are seen waiting: forced, not left to timing), each move then finds the other's new
+    row and waits on it, and PostgreSQL breaks the deadlock by failing one (40P01). That one is
+    a 409, never a 500; the other gets the time. Three rounds, a deadlock in each."""
+    from clinic.models import Patient
+    from clinic.scheduling.models import AppointmentType, Provider
+
+    staff = _staff(app, make_staff)
+    headers = staff_token("front_desk")
+    with app.app_context():
+        # uncapped: a capped type's per-type lock would queue the three up instead
+        db.session.get(AppointmentType, schedule["types"]["consultation"]).daily_cap = None
+        db.session.commit()
+    for round_ in range(3):
+        moving = [
+            _booked(app, schedule, 0, start=datetime(2026, 11, 30, 8, tzinfo=NY)),
+            _booked(app, schedule, 1, start=datetime(2026, 11, 30, 9, tzinfo=NY)),
+        ]
+        barrier = threading.Barrier(2)
+        answers: dict = {}
+
+        def move(appointment_id, barrier=barrier, answers=answers):
+            client = app.test_client()
+            barrier.wait()
+            try:
+                answers[appointment_id] = client.post(
+                    f"{BOOK}/{appointment_id}/reschedule",
+                    headers=headers,
+                    json={"start": MOVED_TO.isoformat()},
+                ).status_code
+            except Exception as exc:  # noqa: BLE001 - a 500, raised as the app is TESTING
+                answers[appointment_id] = repr(exc)[:300]
+
+        threads = [threading.Thread(target=move, args=(i,)) for i in moving]
+        with _deadlock_victims(app) as victims, app.app_context():
+            services.book_appointment(
+                db.session.get(Patient, schedule["patients"][2]),
+                db.session.get(AppointmentType, schedule["types"]["consultation"]),
+                db.session.get(Provider, schedule["providers"][0]),
+                MOVED_TO,
+                now=FIXED_NOW,
+                actor=staff(),
+                source="staff",
+            )  # flushed, not committed: MOVED_TO is taken in the constraint's index
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 20
+            while not _waiting_on_a_lock(app, at_least=2):
+                assert time.monotonic() < deadline, "the two moves never waited"
+            db.session.rollback()
+            for t in threads:
+                t.join(60)
+        assert sorted(answers.values(), key=str) == [200, 409], (round_, answers)
+        assert len(victims) == 1, (round_, victims)
+        with app.app_context():
+            active = db.session.scalars(
+                select(Appointment).where(Appointment.status == AppointmentStatus.BOOKED)
+            ).all()
+            assert _overlaps(active) == []
+            [moved] = [a for a in active if a.start_at == MOVED_TO]
+            assert answers[moved.id] == 200 and len(active) == 2, (round_, answers)
+            # free the times for the next round
+            db.session.execute(text("UPDATE appointment SET status = 'entered-in-error'"))
             db.session.commit()
 
 
