@@ -112,6 +112,17 @@ def book(app, schedule, make_staff):
     return do
 
 
+def staff_booking(schedule, patient=0, start="2026-11-26T09:00:00-05:00", **extra) -> dict:
+    """A staff API booking's body: a consultation with the first provider."""
+    return {
+        "patient_id": schedule["patients"][patient],
+        "appointment_type": "consultation",
+        "provider_id": schedule["providers"][0],
+        "start": start,
+        **extra,
+    }
+
+
 def get_appointment(app, appointment_id: int) -> Appointment:
     with app.app_context():
         appointment = db.session.get(Appointment, appointment_id)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment, AppointmentStatus
 from tests.conftest import clock_at
+from tests.scheduling.conftest import staff_booking
 
 BOOK = "/api/v1/appointments"
 SLOTS = "/api/v1/slots"
@@ -18,16 +19,6 @@ INTAKE = "/api/v1/consultation-requests"
 PROCEDURES = "/api/v1/procedures"
 NUL = "a\x00b"  # PostgreSQL text can't hold it
 SURROGATE = "\ud800"  # a lone surrogate from a broken JSON escape: not UTF-8
-
-
-def staff_booking(schedule, patient=0, start="2026-11-26T09:00:00-05:00", **extra) -> dict:
-    return {
-        "patient_id": schedule["patients"][patient],
-        "appointment_type": "consultation",
-        "provider_id": schedule["providers"][0],
-        "start": start,
-        **extra,
-    }
 
 
 @pytest.fixture

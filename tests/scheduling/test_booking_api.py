@@ -17,6 +17,7 @@ from tests.scheduling.conftest import (
     blind_the_overlap_check,
     connections_in_use,
     get_appointment,
+    staff_booking,
 )
 
 NY = ZoneInfo("America/New_York")
@@ -217,16 +218,7 @@ def test_desk_statuses_wait_for_the_visit(
     """Marking a future appointment by mistake would free its time without a word to the
     patient: too early is a 422 that says when, and nothing changes."""
     headers = staff_token("front_desk")
-    booked = client.post(
-        BOOK,
-        headers=headers,
-        json={
-            "patient_id": schedule["patients"][0],
-            "appointment_type": "consultation",
-            "provider_id": schedule["providers"][0],
-            "start": "2026-11-26T09:00:00-05:00",
-        },
-    )
+    booked = client.post(BOOK, headers=headers, json=staff_booking(schedule))
     assert booked.status_code == 201, booked.get_json()
     url = f"{BOOK}/{booked.get_json()['id']}/status"
     clock_at(app, early)

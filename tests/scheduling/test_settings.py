@@ -193,49 +193,32 @@ def test_edit_an_appointment_type(app, client, login, schedule):
     ]
 
 
+def add_north(client, timezone: str):
+    """POST the settings' new-location form: a location "North" in ``timezone``."""
+    return client.post(
+        "/staff/settings/location",
+        data={
+            "location-name": "North",
+            "location-address_line1": "1 North Rd",
+            "location-city": "Holyoke",
+            "location-state": "MA",
+            "location-zip": "01040",
+            "location-phone": "(555) 010-0300",
+            "location-timezone": timezone,
+        },
+    )
+
+
 def test_add_location_and_provider(app, client, login, schedule):
     login("front_desk")
-    bad = client.post(
-        "/staff/settings/location",
-        data={
-            "location-name": "North",
-            "location-address_line1": "1 North Rd",
-            "location-city": "Holyoke",
-            "location-state": "MA",
-            "location-zip": "01040",
-            "location-phone": "(555) 010-0300",
-            "location-timezone": "Mars/Olympus",
-        },
-    )
+    bad = add_north(client, "Mars/Olympus")
     assert bad.status_code == 422 and "time zone" in bad.get_data(as_text=True)
-    elsewhere = client.post(
-        "/staff/settings/location",
-        data={
-            "location-name": "North",
-            "location-address_line1": "1 North Rd",
-            "location-city": "Holyoke",
-            "location-state": "MA",
-            "location-zip": "01040",
-            "location-phone": "(555) 010-0300",
-            "location-timezone": "America/Chicago",
-        },
-    )
+    elsewhere = add_north(client, "America/Chicago")
     assert elsewhere.status_code == 422
     assert "the clinic&#39;s time zone, America/New_York" in elsewhere.get_data(as_text=True)
     form = client.get("/staff/settings").get_data(as_text=True)
     assert re.search(r'<input[^>]*name="location-timezone"[^>]*value="America/New_York"', form)
-    ok = client.post(
-        "/staff/settings/location",
-        data={
-            "location-name": "North",
-            "location-address_line1": "1 North Rd",
-            "location-city": "Holyoke",
-            "location-state": "MA",
-            "location-zip": "01040",
-            "location-phone": "(555) 010-0300",
-            "location-timezone": "America/New_York",
-        },
-    )
+    ok = add_north(client, "America/New_York")
     assert ok.status_code == 302
     assert (
         client.post(
