@@ -250,8 +250,8 @@ def scheduling_paths(dates: ExampleDates) -> dict:
             "post": {
                 "summary": "Change the FHIR status along the allowed transitions",
                 "description": "The desk statuses record the visit: arrived and checked-in "
-                "are accepted from the appointment's day, fulfilled and noshow from its start; "
-                "earlier, a 422 says so.",
+                "are accepted from the appointment's day (fulfilled follows them), noshow from "
+                "its start; earlier, a 422 says so.",
                 "operationId": "appointmentStatus",
                 "security": BEARER,
                 "parameters": _ID + [IDEMPOTENCY_KEY],

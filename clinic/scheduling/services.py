@@ -612,10 +612,11 @@ def reschedule(
 
 
 # Desk statuses record the visit, so they wait for it: arrived and checked in from the start of
-# its day (in its location's zone), fulfilled and no-show from its start time. A click on a
-# future appointment would otherwise free its time without a word to the patient.
+# its day (in its location's zone), a no-show from its start time. A click on a future
+# appointment would otherwise free its time without a word to the patient. (Fulfilled follows
+# arrived or checked in only, so it waits for the day too: a patient seen early is done early.)
 _FROM_ITS_DAY = {AppointmentStatus.ARRIVED, AppointmentStatus.CHECKED_IN}
-_FROM_ITS_START = {AppointmentStatus.FULFILLED, AppointmentStatus.NOSHOW}
+_FROM_ITS_START = {AppointmentStatus.NOSHOW}
 
 
 def too_early(appointment: Appointment, status: str, now: datetime) -> str | None:

@@ -208,7 +208,7 @@ def test_idempotency_key_replays_the_first_answer(app, client, schedule, booking
         # arrived and checked in: from the visit's day (New York's), not before
         ("arrived", "2026-11-25T23:59:00-05:00", "2026-11-26T00:00:00-05:00"),
         ("checked-in", "2026-11-25T23:59:00-05:00", "2026-11-26T07:00:00-05:00"),
-        # no-show and fulfilled: from its start
+        # no-show: from its start
         ("noshow", "2026-11-26T08:59:00-05:00", "2026-11-26T09:00:00-05:00"),
     ],
 )
@@ -229,6 +229,18 @@ def test_desk_statuses_wait_for_the_visit(
     clock_at(app, in_time)
     done = client.post(url, headers=headers, json={"status": status})
     assert done.status_code == 200 and done.get_json()["status"] == status
+
+
+def test_a_patient_seen_early_is_done_early(app, client, schedule, staff_token):
+    """In at 8:10 for a 9:00 visit, seen at once: fulfilled at 8:40, before its start time."""
+    headers = staff_token("front_desk")
+    booked = client.post(BOOK, headers=headers, json=staff_booking(schedule))
+    url = f"{BOOK}/{booked.get_json()['id']}/status"
+    clock_at(app, "2026-11-26T08:10:00-05:00")
+    assert client.post(url, headers=headers, json={"status": "arrived"}).status_code == 200
+    clock_at(app, "2026-11-26T08:40:00-05:00")
+    done = client.post(url, headers=headers, json={"status": "fulfilled"})
+    assert done.status_code == 200 and done.get_json()["status"] == "fulfilled"
 
 
 def test_staff_book_reschedule_cancel_and_status(app, client, schedule, staff_token):

@@ -544,7 +544,7 @@ def test_today_list_with_front_desk_buttons(app, client, login, schedule, book):
     buttons = re.findall(
         rf'/staff/appointments/{early_a}/status"[^>]*>.*?name="status" value="([^"]+)"', html, re.S
     )
-    assert buttons == ["arrived", "checked-in"]  # no-show and fulfilled wait for 11:00
+    assert buttons == ["arrived", "checked-in"]  # no-show waits for 11:00
     assert html.count('<tr class="appt-inactive">') == 1 and body[3][4]["text"] == "Cancelled"
     assert f"/staff/appointments/{gone}/status" not in html
 
