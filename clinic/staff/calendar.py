@@ -118,11 +118,15 @@ def today():
         mode="today",
         day=day,
         appointments=rows,
-        desk_statuses={
-            a.id: [s for s in DESK_STATUSES if s in services.next_statuses(a, now)] for a in rows
-        },
+        desk_statuses={a.id: _desk_buttons(a, now) for a in rows},
         **_calendar_context(tz),
     )
+
+
+def _desk_buttons(appointment: Appointment, now) -> list[str]:
+    """The today list's status buttons this appointment may take now, in their order."""
+    allowed = services.next_statuses(appointment, now)
+    return [s for s in DESK_STATUSES if s in allowed]
 
 
 # -- booking ------------------------------------------------------------------------------------
