@@ -123,6 +123,16 @@ def staff_booking(schedule, patient=0, start="2026-11-26T09:00:00-05:00", **extr
     }
 
 
+def patient_booking(schedule, booking_token, patient: int = 0, start: str = "") -> dict:
+    """A patient's booking body (their token): a consultation with the first provider."""
+    return {
+        "booking_token": booking_token(schedule["patients"][patient]),
+        "appointment_type": "consultation",
+        "provider_id": schedule["providers"][0],
+        "start": start or "2026-11-25T09:00:00-05:00",
+    }
+
+
 def get_appointment(app, appointment_id: int) -> Appointment:
     with app.app_context():
         appointment = db.session.get(Appointment, appointment_id)

@@ -8,25 +8,17 @@ from sqlalchemy import func, select
 
 from clinic.extensions import db
 from clinic.scheduling.models import Appointment, IdempotencyRecord
+from tests.scheduling.conftest import patient_booking
 
 BOOK = "/api/v1/appointments"
-
-
-def _patient_booking(schedule, booking_token, patient: int, start: str) -> dict:
-    return {
-        "booking_token": booking_token(schedule["patients"][patient]),
-        "appointment_type": "consultation",
-        "provider_id": schedule["providers"][0],
-        "start": start,
-    }
 
 
 def test_two_patients_who_pick_the_same_key_each_get_their_own_answer(
     app, client, schedule, booking_token
 ):
     headers = {"Idempotency-Key": "my-booking"}
-    first = _patient_booking(schedule, booking_token, 0, "2026-11-25T09:00:00-05:00")
-    second = _patient_booking(schedule, booking_token, 1, "2026-11-25T10:00:00-05:00")
+    first = patient_booking(schedule, booking_token, 0, "2026-11-25T09:00:00-05:00")
+    second = patient_booking(schedule, booking_token, 1, "2026-11-25T10:00:00-05:00")
     one = client.post(BOOK, json=first, headers=headers)
     other = client.post(BOOK, json=second, headers=headers)
     assert one.status_code == other.status_code == 201, other.get_json()

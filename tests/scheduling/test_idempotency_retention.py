@@ -13,6 +13,7 @@ from clinic.models import utcnow
 from clinic.scheduling.models import Appointment, IdempotencyRecord
 from tests.conftest import FIXED_NOW
 from tests.notifications.conftest import poll
+from tests.scheduling.conftest import patient_booking
 
 BOOK = "/api/v1/appointments"
 PURGE = "scheduling.purge_idempotency_records"
@@ -128,12 +129,7 @@ def _expire(app, key: str, *, purge: bool) -> None:
 def test_a_retry_after_the_key_expired_is_a_new_request(
     app, client, schedule, booking_token, purged
 ):
-    body = {
-        "booking_token": booking_token(schedule["patients"][0]),
-        "appointment_type": "consultation",
-        "provider_id": schedule["providers"][0],
-        "start": "2026-11-25T09:00:00-05:00",
-    }
+    body = patient_booking(schedule, booking_token)
     headers = {"Idempotency-Key": "a-day-old-1"}
     first = client.post(BOOK, json=body, headers=headers)
     assert first.status_code == 201
@@ -165,12 +161,7 @@ def test_a_retry_taking_over_an_expired_key_as_the_purge_deletes_it_still_runs(
     from clinic.api import idempotency
     from clinic.scheduling import idempotency_records
 
-    body = {
-        "booking_token": booking_token(schedule["patients"][0]),
-        "appointment_type": "consultation",
-        "provider_id": schedule["providers"][0],
-        "start": "2026-11-25T09:00:00-05:00",
-    }
+    body = patient_booking(schedule, booking_token)
     headers = {"Idempotency-Key": "purged-meanwhile-1"}
     assert client.post(BOOK, json=body, headers=headers).status_code == 201
     _expire(app, "purged-meanwhile-1", purge=False)
