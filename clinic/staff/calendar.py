@@ -28,6 +28,7 @@ from clinic.scheduling.models import (
     AppointmentType,
     Provider,
 )
+from clinic.staff import patient_picker
 from clinic.staff.calendar_grid import (
     DESK_STATUSES,
     MOVABLE,
@@ -133,9 +134,9 @@ def _desk_buttons(appointment: Appointment, now) -> list[str]:
 
 
 def _render_new(values: dict, errors: dict, code: int = 200, conflict: str | None = None):
-    patients = db.session.scalars(
-        select(Patient).order_by(Patient.last_name, Patient.first_name, Patient.id)
-    ).all()
+    patients = patient_picker.patients(
+        patient_picker.search_terms(), http.parse_id(values["patient_id"])
+    )
     types = db.session.scalars(
         select(AppointmentType).where(AppointmentType.active.is_(True)).order_by(AppointmentType.id)
     ).all()
@@ -149,6 +150,8 @@ def _render_new(values: dict, errors: dict, code: int = 200, conflict: str | Non
         errors=errors,
         conflict=conflict,
         patients=patients,
+        patient_label=patient_picker.label,
+        q=" ".join(patient_picker.search_terms()),
         types=types,
         providers=providers,
         **_calendar_context(http.clinic_tz()),
@@ -163,11 +166,14 @@ NEW_FIELDS = ("patient_id", "appointment_type", "provider_id", "start", "return_
 @require("appointments.manage")
 def calendar_new():
     tz = http.clinic_tz()
-    if request.method == "GET":
-        values = {k: request.args.get(k, "") for k in NEW_FIELDS}
-        values["start"] = _local_input(values["start"], tz)
+    if request.method == "GET" or patient_picker.searching():
+        if request.method == "GET":
+            values = {k: request.args.get(k, "") for k in NEW_FIELDS}
+            values["start"] = _local_input(values["start"], tz)
+        else:  # the name search: the other answers come back as they were
+            values = {k: request.form.get(k, "").strip()[:100] for k in NEW_FIELDS}
         values["return_to"] = _return_to(values["return_to"])
-        # The form lists every patient by name and birth date: an access like any other.
+        # The form lists patients by name and birth date: an access like any other.
         audit.record(
             "search",
             actor=current_user,

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import SelectField, StringField
 from wtforms.validators import StopValidation, ValidationError
@@ -25,13 +25,12 @@ from clinic.followup import checkin, questions, services
 from clinic.followup.models import CheckIn, Procedure, Timepoint
 from clinic.models import Patient
 from clinic.scheduling.models import Provider
-from clinic.staff import charts
+from clinic.staff import charts, patient_picker
 from clinic.staff.forms import NoteForm
 from clinic.staff.roles import require
 from clinic.staff.views import bp
 
 DAY_FORMATS = ("%Y-%m-%d", "%m/%d/%Y")
-PATIENT_CHOICES = 100
 
 
 class DayField(StringField):
@@ -74,40 +73,12 @@ class ProcedureForm(FlaskForm):
             raise ValidationError("Choose the provider who performed it.")
 
 
-def _search_terms() -> list[str]:
-    """The name search, posted (a patient's name never goes into a URL or an access log)."""
-    raw = request.form.get("q", "").replace("\x00", "")[:100]
-    return [t for t in raw.replace(",", " ").split() if t][:4]
-
-
-def _patient_choices(terms: list[str], chosen: int | None) -> list[tuple]:
-    """Patients matching every search term (else the most recent), and the one chosen."""
-    query = select(Patient)
-    for term in terms:
-        like = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            or_(
-                Patient.last_name.ilike(like, escape="\\"),
-                Patient.first_name.ilike(like, escape="\\"),
-            )
-        )
-    if not terms:
-        query = query.order_by(Patient.created_at.desc(), Patient.id.desc())
-    patients = list(db.session.scalars(query.limit(PATIENT_CHOICES)))
-    if chosen and chosen not in {p.id for p in patients}:
-        patients += [p for p in [db.session.get(Patient, chosen)] if p is not None]
-    patients.sort(key=lambda p: (p.last_name.lower(), p.first_name.lower(), p.id))
-    return [("", "Choose a patient")] + [
-        (p.id, f"{p.last_name}, {p.first_name} (born {p.date_of_birth:%m/%d/%Y})") for p in patients
-    ]
-
-
 def _procedure_form() -> ProcedureForm:
     form = ProcedureForm()
     chosen = form.patient_id.data or http.parse_id(request.args.get("patient_id"))
     if request.method == "GET" and chosen:
         form.patient_id.data = chosen
-    form.patient_id.choices = _patient_choices(_search_terms(), chosen)
+    form.patient_id.choices = patient_picker.choices(patient_picker.search_terms(), chosen)
     providers = db.session.scalars(
         select(Provider).where(Provider.active.is_(True)).order_by(Provider.name)
     )
@@ -120,7 +91,7 @@ def _procedure_form() -> ProcedureForm:
 @require("followup.record")
 def record_procedure():
     form = _procedure_form()
-    searching = "find" in request.form
+    searching = patient_picker.searching()
     if not searching and form.validate_on_submit():
         try:
             procedure = services.record_procedure(
@@ -151,7 +122,7 @@ def record_procedure():
         )
         db.session.commit()
     code = 422 if form.errors else 200
-    terms = " ".join(_search_terms())
+    terms = " ".join(patient_picker.search_terms())
     return render_template("staff/procedure_new.html", form=form, q=terms), code
 
 

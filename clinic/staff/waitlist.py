@@ -30,6 +30,7 @@ from clinic.scheduling.models import (
     Provider,
     WaitlistEntry,
 )
+from clinic.staff import patient_picker
 from clinic.staff.forms import ActionForm
 from clinic.staff.roles import can, require
 from clinic.staff.views import bp
@@ -76,14 +77,10 @@ class WaitlistForm(FlaskForm):
 
 def _waitlist_form() -> WaitlistForm:
     form = WaitlistForm()
-    patients = db.session.execute(
-        select(Patient.id, Patient.last_name, Patient.first_name, Patient.date_of_birth).order_by(
-            Patient.last_name, Patient.first_name, Patient.id
-        )
-    ).all()
-    form.patient_id.choices = [("", "Choose a patient")] + [
-        (pid, f"{last}, {first} (born {dob:%m/%d/%Y})") for pid, last, first, dob in patients
-    ]
+    chosen = form.patient_id.data or http.parse_id(request.args.get("patient_id"))
+    if request.method == "GET" and chosen:  # from a patient's page: "Add to the waitlist"
+        form.patient_id.data = chosen
+    form.patient_id.choices = patient_picker.choices(patient_picker.search_terms(), chosen)
     types = db.session.scalars(
         select(AppointmentType).where(AppointmentType.active.is_(True)).order_by(AppointmentType.id)
     )
@@ -138,6 +135,7 @@ def _render(form: WaitlistForm | None, code: int = 200):
         max_freed=waitlist_services.MAX_FREED_SLOTS,
         freed_within_days=waitlist_services.FREED_WITHIN.days,
         form=form if manage else None,
+        q=" ".join(patient_picker.search_terms()),
         manage=manage,
         now=now,
         waiting_for=waiting_for,
@@ -156,6 +154,8 @@ def waitlist():
 @require("appointments.manage")
 def add_to_waitlist():
     form = _waitlist_form()
+    if patient_picker.searching():
+        return _render(form)
     if not form.validate_on_submit():
         return _render(form, 422)
     try:

@@ -118,7 +118,8 @@ def test_week_book_links_start_at_the_first_free_quarter_hour(app, client, login
     # The link opens the form filled in; booking there comes back to the week.
     link = book_link(row_by_label(rows, "Tue Nov 24")[1])
     page = client.get(link).get_data(as_text=True)
-    (form,) = forms_to(page, "/staff/calendar/new")
+    search, form = forms_to(page, "/staff/calendar/new")  # the name search, the booking
+    assert search["fields"]["q"] == ""
     assert form["fields"]["start"] == "2026-11-24T11:00"
     assert form["fields"]["provider_id"] == str(patel)
     assert form["fields"]["return_to"] == "week"
@@ -329,8 +330,8 @@ def test_an_unknown_return_to_goes_to_the_day(app, client, login, schedule, book
     )
     assert response.headers["Location"] == "/staff/calendar/day?date=2026-11-25"
     page = client.get(f"/staff/calendar/new?return_to={return_to}").get_data(as_text=True)
-    (form,) = forms_to(page, "/staff/calendar/new")
-    assert form["fields"]["return_to"] == "day"
+    search, form = forms_to(page, "/staff/calendar/new")
+    assert search["fields"]["return_to"] == form["fields"]["return_to"] == "day"
 
 
 def test_billing_sees_the_grids_without_actions(app, client, login, schedule, book):
