@@ -40,7 +40,6 @@ from clinic.scheduling.models import (
     ProviderHours,
     ScheduleException,
     TimeOff,
-    WaitlistEntry,
 )
 
 # PostgreSQL: exclusion_violation, deadlock_detected, serialization_failure.
@@ -701,23 +700,6 @@ def cancel(
     return change_status(
         appointment, AppointmentStatus.CANCELLED, now=now, actor=actor, reason=reason, client=client
     )
-
-
-def waitlist_matches(freed: FreedTime) -> Sequence[WaitlistEntry]:
-    """Patients waiting for this type (and this provider, or any) when this time frees up."""
-    return db.session.scalars(
-        select(WaitlistEntry)
-        .options(joinedload(WaitlistEntry.patient))
-        .where(
-            WaitlistEntry.status == "waiting",
-            # not back to who gave it up
-            WaitlistEntry.patient_id != freed.appointment.patient_id,
-            WaitlistEntry.appointment_type_id == freed.appointment_type_id,
-            (WaitlistEntry.provider_id.is_(None))
-            | (WaitlistEntry.provider_id == freed.provider_id),
-        )
-        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
-    ).all()
 
 
 def new_feed_token() -> str:

@@ -19,6 +19,7 @@ from clinic.scheduling import services
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
     Appointment,
+    AppointmentType,
     FreedTime,
     Location,
     Provider,
@@ -39,7 +40,7 @@ MAX_FREED_SLOTS = 200  # shown at most; also the size of each page read
 class FreedSlot:
     freed: FreedTime  # the provider, type and time given up; by what and when
     location: Location  # where booking it puts the appointment now
-    matches: list[WaitlistEntry]
+    matches: list[WaitlistEntry]  # who could take it (see matches())
 
 
 def _still_free(freed: FreedTime) -> int | None:
@@ -111,13 +112,57 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
             location_id = _still_free(freed)
             if location_id is not None:
                 location = db.session.get(Location, location_id)
-                found.append(FreedSlot(freed, location, list(services.waitlist_matches(freed))))
+                found.append(FreedSlot(freed, location, matches(freed)))
                 if len(found) == MAX_FREED_SLOTS:
                     break
         if len(rows) < MAX_FREED_SLOTS:
             break
         after = rows[-1]
     return found
+
+
+def matches(freed: FreedTime) -> list[WaitlistEntry]:
+    """Patients waiting for a visit this freed time can hold, longest waiting first: the
+    provider's (or any provider's), for the same kind of visit or for another that fits in it
+    (see _holds); never the patient who gave it up."""
+    waiting = db.session.scalars(
+        select(WaitlistEntry)
+        .join(WaitlistEntry.appointment_type)
+        .options(joinedload(WaitlistEntry.patient), contains_eager(WaitlistEntry.appointment_type))
+        .where(
+            WaitlistEntry.status == "waiting",
+            WaitlistEntry.patient_id != freed.appointment.patient_id,
+            (WaitlistEntry.appointment_type_id == freed.appointment_type_id)
+            | AppointmentType.active.is_(True),
+            (WaitlistEntry.provider_id.is_(None))
+            | (WaitlistEntry.provider_id == freed.provider_id),
+        )
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+    ).all()
+    holds = {freed.appointment_type_id: True}  # _still_free checked the freed time's own type
+    for entry in waiting:
+        if entry.appointment_type_id not in holds:
+            holds[entry.appointment_type_id] = _holds(freed, entry.appointment_type)
+    return [entry for entry in waiting if holds[entry.appointment_type_id]]
+
+
+def _holds(freed: FreedTime, appointment_type: AppointmentType) -> bool:
+    """Can a visit of another kind take this freed time: starting when it started, the visit
+    and its buffers within the time given up (a shorter visit fits in a longer one's time; a
+    longer one would need time nobody gave up), and staff booking would take it there (the
+    type's per-day cap)."""
+    rules = services.rules_for(appointment_type)
+    start = freed.start_at
+    if (
+        start - rules.buffer_before < freed.occupied_start
+        or start + rules.duration + rules.buffer_after > freed.occupied_end
+    ):
+        return False
+    try:
+        services.staff_slot_location(freed.provider, appointment_type, start)
+    except services.SlotUnavailable:
+        return False
+    return True
 
 
 def _past(last: FreedTime):

@@ -464,6 +464,82 @@ def test_a_freed_slot_past_the_daily_cap_is_not_offered(app, client, schedule, l
     assert b"No freed slots right now." in client.get(PAGE).data
 
 
+def offers(html: str) -> list[str]:
+    return re.findall(r"Offer this slot to ([^<]+)</button>", freed_section(html))
+
+
+def test_a_freed_slot_is_offered_for_shorter_visits_that_fit_in_it(
+    app, client, schedule, login, booker
+):
+    """A cancelled consultation (Thu 9:00-9:45, its buffer to 10:00) can hold a 20-minute
+    post-procedure visit (to 9:30 with its buffer) or a phone check-in, not a procedure (its
+    buffers run from 8:30 to 10:30: time nobody gave up)."""
+    patel, brennan = schedule["providers"]
+    types = schedule["types"]
+    p = schedule["patients"]
+    add_entry(app, p[10], types["post_procedure_visit"], days_ago=9)
+    add_entry(app, p[11], types["procedure"], days_ago=8)  # longer: not offered
+    add_entry(app, p[12], types["phone_check_in"], brennan, days_ago=7)  # another provider
+    add_entry(app, p[13], types["consultation"], days_ago=6)
+    check_in = add_entry(app, p[14], types["phone_check_in"], patel, days_ago=5)
+    add_entry(app, p[0], types["phone_check_in"], days_ago=4)  # who gave the time up
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+
+    login("front_desk")
+    html = client.get(PAGE).get_data(as_text=True)
+    assert offers(html) == [  # longest waiting first, the other kinds of visit named
+        f"{name(app, p[10])}: Post-procedure visit, 20 min",
+        name(app, p[13]),
+        f"{name(app, p[14])}: Phone check-in, 15 min",
+    ]
+    assert len(freed_rows(html)) == 1  # one freed time, its row still the consultation's
+    assert "| New-patient consultation |" in freed_rows(html)[0]
+
+    response = client.post(
+        f"{PAGE}/{check_in}/book", data={"start": SLOT.isoformat(), "provider_id": patel}
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        appointment = db.session.get(Appointment, entry(app, check_in).appointment_id)
+        assert appointment.appointment_type.code == "phone_check_in"
+        assert (appointment.start_at, appointment.patient_id) == (SLOT, p[14])
+    html = client.get(PAGE).get_data(as_text=True)
+    assert "Booked: Phone check-in, Thu Nov 26, 9:00 AM with Dr. Anika Patel." in html
+    assert offers(html) == []  # booked again, if only in part: no longer offered
+
+
+@pytest.mark.parametrize(
+    "change, offered",
+    [
+        ({}, True),
+        ({"buffer_before_minutes": 5}, False),  # would start before the time given up
+        ({"duration_minutes": 55}, False),  # with its 10 minutes after, to 10:05
+        ({"duration_minutes": 40, "buffer_after_minutes": 20}, True),  # 9:00-10:00 exactly
+        ({"active": False}, False),  # no longer booked at all
+        ({"daily_cap": 1}, False),  # Patel has one that Thursday already
+        ({"daily_cap": 2}, True),
+    ],
+)
+def test_what_another_kind_of_visit_needs_to_take_a_freed_time(
+    app, client, schedule, login, booker, change, offered
+):
+    patel = schedule["providers"][0]
+    p = schedule["patients"]
+    add_entry(app, p[10], schedule["types"]["post_procedure_visit"])
+    with app.app_context():
+        visit = db.session.get(AppointmentType, schedule["types"]["post_procedure_visit"])
+        for field, value in change.items():
+            setattr(visit, field, value)
+        db.session.commit()
+    if change.get("active", True):
+        book(app, booker, p[1], patel, SLOT + timedelta(hours=5), "post_procedure_visit")
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))
+    login("front_desk")
+    html = client.get(PAGE).get_data(as_text=True)
+    assert len(freed_rows(html)) == 1
+    assert bool(offers(html)) is offered, offers(html)
+
+
 def test_offering_books_the_slot_in_one_step(app, client, schedule, login, booker):
     patel = schedule["providers"][0]
     p = schedule["patients"]
