@@ -282,6 +282,34 @@ def test_a_retried_intake_is_stored_once(app, client):
     assert count(app) == 1
 
 
+def test_two_patients_who_pick_the_same_key_each_get_their_own_answer(app, client, token_for):
+    """Anonymous callers cannot be told apart: the key is scoped by what they send, so another
+    patient's intake under the same key is neither refused nor answered with the first one."""
+    headers = {"Idempotency-Key": "1"}
+    first = client.post(URL, json=example_values(), headers=headers)
+    other = client.post(
+        URL,
+        json=example_values(first_name="Dolores", email="dolores@example.com"),
+        headers=headers,
+    )
+    assert first.status_code == other.status_code == 201
+    assert other.get_json()["id"] != first.get_json()["id"]
+    assert other.get_json()["booking_token"] != first.get_json()["booking_token"]
+    assert "Idempotent-Replayed" not in other.headers
+    again = client.post(URL, json=example_values(), headers=headers)  # the first one's retry
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    assert count(app) == 2
+
+    # A staff caller is known by its token: its key with another body is a mistake, said so.
+    staff = {**headers, **token_for("front_desk")}
+    assert client.post(URL, json=example_values(), headers=staff).status_code == 201
+    reused = client.post(URL, json=example_values(last_name="Okafor-Ray"), headers=staff)
+    assert reused.status_code == 422
+    assert reused.get_json()["errors"]["Idempotency-Key"] == [
+        "This key was used with a different request body."
+    ]
+
+
 def test_a_matching_submission_does_not_rewrite_the_patients_contact_details(app, client):
     first = client.post(URL, json=example_values()).get_json()
     client.post(

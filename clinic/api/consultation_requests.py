@@ -6,7 +6,7 @@ from flask import abort, jsonify
 
 from clinic import audit, http
 from clinic.api import bp
-from clinic.api.idempotency import idempotent
+from clinic.api.idempotency import by_bearer_or_whole_body, idempotent
 from clinic.api.inputs import json_body
 from clinic.errors import ValidationFailed
 from clinic.extensions import csrf, db, limiter
@@ -23,7 +23,7 @@ from clinic.staff.roles import can
 @bp.post("/consultation-requests")
 @csrf.exempt
 @limiter.limit(http.public_post_limit)
-@idempotent
+@idempotent(caller=by_bearer_or_whole_body)
 def create_consultation_request():
     pack = current_odi_pack()  # its sections are fields only when the clinic has loaded one
     values, type_errors = schema.from_json(json_body(), odi.fields_for(pack).values())

@@ -9,7 +9,8 @@ record, and takes its place.
 
 Keys are per caller: by default the caller is its Authorization header (a staff token); a view
 whose callers have none names them another way (``by_bearer_or_body``: a patient by the booking
-token in the body). Only a hash of that name is stored, in the record's endpoint.
+token in the body; ``by_bearer_or_whole_body``: an anonymous intake by all it says). Only a hash
+of that name is stored, in the record's endpoint.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def by_bearer_or_body(field: str) -> Callable[[], str]:
         return f"{field} {value}" if isinstance(value, str) and value else ""
 
     return name
+
+
+def by_bearer_or_whole_body() -> str:
+    """Name the caller by its Authorization header or, with none (a patient's own intake), by
+    the whole body: anonymous callers cannot be told apart, so two of them who pick the same
+    key (a kiosk counting from 1, say) each get their own answer, never the 422 of a key reused
+    with another body, nor the other's answer; the same body retried is still replayed."""
+    return _authorization() or "body " + hashlib.sha256(request.get_data()).hexdigest()
 
 
 def idempotent(view=None, *, caller: Callable[[], str] = _authorization):

@@ -47,9 +47,10 @@ IDEMPOTENCY_KEY = {
     "required": False,
     "description": "A retried POST with the same key and body gets the first answer (with the "
     "header Idempotent-Replayed: true); the same key with another body is a 422. Keys are per "
-    "caller: per bearer token, and for a patient's booking per booking_token. A key expires "
-    f"{RETENTION // timedelta(hours=1)} hours after its first request: a retry after that is a "
-    "new request",
+    "caller: per bearer token, for a patient's booking per booking_token, and for an intake "
+    "sent without a token per body (another body is then another request, not a 422). A key "
+    f"expires {RETENTION // timedelta(hours=1)} hours after its first request: a retry after "
+    "that is a new request",
     "schema": {"type": "string", "maxLength": 200},
 }
 
