@@ -158,10 +158,12 @@ def seed(*, password: str, now: datetime) -> str:
         )
     booked = _seed_schedule(now, tz)
     _seed_follow_up(now, tz)
+    _seed_waitlist(now)
     return (
         f"Seeded {len(LOCATIONS)} locations, {len(PROVIDER_HOURS)} providers, {booked} "
         f"appointments, {len(STAFF)} staff users ({', '.join(e for e, _, _ in STAFF)}), "
-        f"{len(PATIENTS)} consultation requests and one procedure with its follow-up plan."
+        f"{len(PATIENTS)} consultation requests, one procedure with its follow-up plan and "
+        "a waitlist with a freed time to offer."
     )
 
 
@@ -286,3 +288,63 @@ def _seed_schedule(now: datetime, tz: ZoneInfo) -> int:
             )  # marks the request booked, with its reason
             booked += 1
     return booked
+
+
+def _seed_waitlist(now: datetime) -> None:
+    """A consultation its patient cancelled (a freed time), and two patients waiting: one for a
+    consultation, who is offered it, and the follow-up patient for a phone check-in, which
+    fits in it too."""
+    from sqlalchemy import select
+
+    from clinic.extensions import db
+    from clinic.intake.models import ConsultationRequest
+    from clinic.models import StaffUser
+    from clinic.scheduling import services as scheduling
+    from clinic.scheduling import waitlist
+    from clinic.scheduling.models import AppointmentType, Provider
+
+    front_desk = db.session.scalars(select(StaffUser).where(StaffUser.role == "front_desk")).one()
+    types = {t.code: t for t in db.session.scalars(select(AppointmentType))}
+    provider = db.session.scalars(select(Provider).order_by(Provider.id)).first()
+    waiting, followed_up = db.session.scalars(
+        select(ConsultationRequest)
+        .where(ConsultationRequest.triage == "routine")
+        .order_by(ConsultationRequest.id.desc())
+    ).all()[:2]
+    cancelling = db.session.scalars(
+        select(ConsultationRequest)
+        .where(ConsultationRequest.status == "booked")
+        .order_by(ConsultationRequest.id)
+    ).first()
+    slot = scheduling.search_slots(
+        types["consultation"],
+        now + timedelta(days=3),
+        now + timedelta(days=10),
+        now=now,
+        provider=provider,
+    )[0]
+    appointment = scheduling.book_appointment(
+        cancelling.patient,
+        types["consultation"],
+        provider,
+        slot.start,
+        now=now - timedelta(hours=3),
+        actor=front_desk,
+        source="staff",
+    )
+    scheduling.cancel(
+        appointment, "Patient will call back", now=now - timedelta(hours=1), actor=front_desk
+    )
+    for request, code, days_ago, note in (
+        (waiting, "consultation", 6, "Mornings are best"),
+        (followed_up, "phone_check_in", 2, "Asked for a call about the wound"),
+    ):
+        entry = waitlist.add_entry(
+            request.patient_id,
+            types[code].id,
+            provider.id if code == "phone_check_in" else None,
+            note,
+            actor=front_desk,
+            now=now - timedelta(days=days_ago),
+        )
+        entry.created_at = now - timedelta(days=days_ago)

@@ -215,6 +215,15 @@ def take_screenshots(browser, base_url: str, out: Path, links: dict) -> list[Pat
     shot(page, "08-calendar-week")
     page.goto("/staff/calendar/day")
     shot(page, "09-calendar-day", full_page=False)
+    page.goto("/staff/waitlist")  # a cancelled consultation offered to who waits
+    shot(page, "14-waitlist")
+    page.goto("/staff/calendar/new")  # the booking form's patient list, narrowed by a search
+    page.fill("#q", "Marsh")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_text("holds the patients matching").wait_for()
+    page.select_option("#patient_id", index=1)  # the one match
+    page.select_option("#appointment_type", "consultation")
+    shot(page, "15-book-find-patient")
     page.context.close()
 
     # An emergency answer on step 1 (last, so the queue above shows only the demo clinic).

@@ -8,7 +8,8 @@ from sqlalchemy import select, text
 
 from clinic.extensions import db
 from clinic.intake.models import ConsultationRequest
-from clinic.models import AuditEvent, StaffSession, StaffUser
+from clinic.models import AuditEvent, StaffSession, StaffUser, utcnow
+from clinic.scheduling import waitlist
 from tests.conftest import FIXED_NOW, STAFF_PASSWORD
 
 
@@ -761,5 +762,14 @@ def test_seed_demo(app):
         assert booked and all(
             r.status_changes and r.status_changes[-1].to_status == "booked" for r in booked
         )
+        # the waitlist page has something to show: a cancelled consultation, offered to the
+        # patient waiting for one and to the one waiting for a phone check-in
+        (freed,) = waitlist.freed_slots(utcnow())
+        assert freed.freed.appointment_type.code == "consultation"
+        assert [e.appointment_type.code for e in freed.matches] == [
+            "consultation",
+            "phone_check_in",
+        ]
+        assert freed.freed.appointment.patient_id not in {e.patient_id for e in freed.matches}
     assert {"emergency", "urgent", "routine"} <= set(triages)
     assert "not seeding" in runner.invoke(args=["seed-demo", "--if-empty"]).output

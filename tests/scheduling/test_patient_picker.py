@@ -175,3 +175,18 @@ def test_a_request_page_books_or_wait_lists_its_patient(app, client, login, make
     login("billing")  # sees the request, books nothing
     page = client.get(f"/staff/requests/{request_id}").get_data(as_text=True)
     assert book_url not in urls(page) and wait_url not in urls(page)
+
+
+def test_a_request_with_red_flags_is_booked_only_once_they_are_acknowledged(
+    app, client, login, make_request
+):
+    """The red flags come first: no booking shortcut on their page until a nurse or physician
+    has acknowledged them."""
+    request_id = make_request(rf_fever="new")
+    with app.app_context():
+        patient_id = db.session.get(ConsultationRequest, request_id).patient_id
+    book_url = f"{NEW}?patient_id={patient_id}"
+    login("nurse")
+    assert book_url not in urls(client.get(f"/staff/requests/{request_id}").get_data(as_text=True))
+    assert client.post(f"/staff/requests/{request_id}/acknowledge").status_code == 302
+    assert book_url in urls(client.get(f"/staff/requests/{request_id}").get_data(as_text=True))
