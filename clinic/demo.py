@@ -339,7 +339,7 @@ def _seed_waitlist(now: datetime) -> None:
         (waiting, "consultation", 6, "Mornings are best"),
         (followed_up, "phone_check_in", 2, "Asked for a call about the wound"),
     ):
-        entry = waitlist.add_entry(
+        waitlist.add_entry(
             request.patient_id,
             types[code].id,
             provider.id if code == "phone_check_in" else None,
@@ -347,4 +347,3 @@ def _seed_waitlist(now: datetime) -> None:
             actor=front_desk,
             now=now - timedelta(days=days_ago),
         )
-        entry.created_at = now - timedelta(days=days_ago)
