@@ -101,6 +101,7 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
     """Future times given up lately (cancelled, moved away, entered in error) that staff
     could book now, earliest first, with who waits for them; at most MAX_FREED_SLOTS."""
     query = _candidates(now)
+    waiting: list[WaitlistEntry] | None = None  # read at the first slot still free
     found: list[FreedSlot] = []
     after = None  # read in pages: the limit counts slots shown, not rows read
     while len(found) < MAX_FREED_SLOTS:
@@ -112,7 +113,8 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
             location_id = _still_free(freed)
             if location_id is not None:
                 location = db.session.get(Location, location_id)
-                found.append(FreedSlot(freed, location, matches(freed)))
+                waiting = _waiting() if waiting is None else waiting
+                found.append(FreedSlot(freed, location, matches(freed, waiting)))
                 if len(found) == MAX_FREED_SLOTS:
                     break
         if len(rows) < MAX_FREED_SLOTS:
@@ -121,29 +123,36 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
     return found
 
 
-def matches(freed: FreedTime) -> list[WaitlistEntry]:
-    """Patients waiting for a visit this freed time can hold, longest waiting first: the
-    provider's (or any provider's), for the same kind of visit or for another that fits in it
-    (see _holds); never the patient who gave it up."""
-    waiting = db.session.scalars(
+def _waiting() -> list[WaitlistEntry]:
+    """Everyone on the waitlist, longest waiting first, with their patients and kinds of visit:
+    read once for all the freed slots of a page."""
+    return db.session.scalars(
         select(WaitlistEntry)
-        .join(WaitlistEntry.appointment_type)
-        .options(joinedload(WaitlistEntry.patient), contains_eager(WaitlistEntry.appointment_type))
-        .where(
-            WaitlistEntry.status == "waiting",
-            WaitlistEntry.patient_id != freed.appointment.patient_id,
-            (WaitlistEntry.appointment_type_id == freed.appointment_type_id)
-            | AppointmentType.active.is_(True),
-            (WaitlistEntry.provider_id.is_(None))
-            | (WaitlistEntry.provider_id == freed.provider_id),
-        )
+        .options(joinedload(WaitlistEntry.patient), joinedload(WaitlistEntry.appointment_type))
+        .where(WaitlistEntry.status == "waiting")
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
+
+
+def matches(freed: FreedTime, waiting: list[WaitlistEntry]) -> list[WaitlistEntry]:
+    """Of ``waiting``, the patients waiting for a visit this freed time can hold, in their
+    order: the provider's (or any provider's), for the same kind of visit or for another, still
+    booked, that fits in it (see _holds); never the patient who gave it up."""
     holds = {freed.appointment_type_id: True}  # _still_free checked the freed time's own type
+    found = []
     for entry in waiting:
+        if entry.patient_id == freed.appointment.patient_id or entry.provider_id not in (
+            None,
+            freed.provider_id,
+        ):
+            continue
         if entry.appointment_type_id not in holds:
-            holds[entry.appointment_type_id] = _holds(freed, entry.appointment_type)
-    return [entry for entry in waiting if holds[entry.appointment_type_id]]
+            holds[entry.appointment_type_id] = entry.appointment_type.active and _holds(
+                freed, entry.appointment_type
+            )
+        if holds[entry.appointment_type_id]:
+            found.append(entry)
+    return found
 
 
 def _holds(freed: FreedTime, appointment_type: AppointmentType) -> bool:

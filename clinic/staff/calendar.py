@@ -151,7 +151,7 @@ def _render_new(values: dict, errors: dict, code: int = 200, conflict: str | Non
         conflict=conflict,
         patients=patients,
         patient_label=patient_picker.label,
-        q=" ".join(patient_picker.search_terms()),
+        q=patient_picker.search_text(),
         types=types,
         providers=providers,
         **_calendar_context(http.clinic_tz()),

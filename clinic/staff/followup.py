@@ -122,7 +122,7 @@ def record_procedure():
         )
         db.session.commit()
     code = 422 if form.errors else 200
-    terms = " ".join(patient_picker.search_terms())
+    terms = patient_picker.search_text()
     return render_template("staff/procedure_new.html", form=form, q=terms), code
 
 

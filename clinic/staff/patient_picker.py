@@ -30,6 +30,11 @@ def search_terms() -> list[str]:
     return [t for t in raw.replace(",", " ").split() if t][:MAX_TERMS]
 
 
+def search_text() -> str:
+    """The search as the form shows it again: its terms, one space apart."""
+    return " ".join(search_terms())
+
+
 def _like(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
