@@ -1,10 +1,12 @@
-"""Waitlist services: who waits for what, the slots that free up, booking one.
+"""Waitlist services: who waits for what, the slots that free up, the earliest open time
+for each wish, booking one.
 
 They flush and never commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,6 +36,8 @@ class SlotPassed(services.SlotUnavailable):
 
 FREED_WITHIN = timedelta(days=14)  # times given up this recently are offered to the waitlist
 MAX_FREED_SLOTS = 200  # shown at most; also the size of each page read
+OPEN_SEARCH_DAYS = 365  # the earliest open time is looked for this far ahead at most
+FIRST_WINDOW = timedelta(days=7)  # ... in windows of 7 days, then 14, 28 and so on
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,57 @@ def _holds(freed: FreedTime, appointment_type: AppointmentType) -> bool:
     except services.SlotUnavailable:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class OpenTime:
+    start: datetime
+    provider: Provider
+    location: Location
+
+
+def search_days(appointment_type: AppointmentType) -> int:
+    """How many days ahead the earliest open time of this kind of visit is looked for."""
+    return min(appointment_type.horizon_days, OPEN_SEARCH_DAYS)
+
+
+def earliest_open(entries: Sequence[WaitlistEntry], now: datetime) -> dict[int, OpenTime | None]:
+    """By entry id: the earliest time patients could book now for the entry's kind of visit,
+    with its provider (or any), within the type's horizon; None if there is none. However the
+    time came free (a cancellation, hours extended, time off taken back), it shows here.
+    Entries waiting for the same thing share one search."""
+    by_wish: dict[tuple[int, int | None], OpenTime | None] = {}
+    found = {}
+    for entry in entries:
+        wish = (entry.appointment_type_id, entry.provider_id)
+        if wish not in by_wish:
+            by_wish[wish] = _earliest(entry.appointment_type, entry.provider, now)
+        found[entry.id] = by_wish[wish]
+    return found
+
+
+def _earliest(
+    appointment_type: AppointmentType, provider: Provider | None, now: datetime
+) -> OpenTime | None:
+    """The first slot the slot search offers, searched in windows that double in length (the
+    common case, a time this week, costs one small search; a full calendar a few more)."""
+    if not appointment_type.active or (provider is not None and not provider.active):
+        return None
+    # the horizon is inclusive; search_slots keeps what lies beyond it out
+    start, last = now, now + timedelta(days=search_days(appointment_type), minutes=1)
+    window = FIRST_WINDOW
+    while start < last:
+        end = min(start + window, last)
+        slots = services.search_slots(appointment_type, start, end, now=now, provider=provider)
+        if slots:
+            first = slots[0]
+            return OpenTime(
+                first.start,
+                provider or db.session.get(Provider, first.provider_id),
+                db.session.get(Location, first.location_id),
+            )
+        start, window = end, window * 2
+    return None
 
 
 def _past(last: FreedTime):

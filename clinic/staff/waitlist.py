@@ -1,6 +1,6 @@
-"""The waitlist: patients waiting for a kind of visit (with a provider, or any), and the slots
-that free up (cancelled, moved away, entered in error), each offered to the matching patients
-and booked in one step.
+"""The waitlist: patients waiting for a kind of visit (with a provider, or any), each with the
+earliest time open for it now, and the slots that free up (cancelled, moved away, entered in
+error), each offered to the matching patients; either booked in one step.
 
 Patient names appear on the page only: URLs carry ids, flash messages (kept in the session
 cookie) and logs carry no names.
@@ -130,6 +130,8 @@ def _render(form: WaitlistForm | None, code: int = 200):
     return render_template(
         "staff/waitlist.html",
         entries=entries,
+        open_times=waitlist_services.earliest_open(entries, now),
+        search_days=waitlist_services.search_days,
         freed=waitlist_services.freed_slots(now),
         freed_by=FREED_BY_LABELS,
         max_freed=waitlist_services.MAX_FREED_SLOTS,

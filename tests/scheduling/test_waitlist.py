@@ -681,7 +681,10 @@ def test_billing_reads_but_changes_nothing(app, client, schedule, login, booker)
     login("billing")
     html = client.get(PAGE).get_data(as_text=True)
     assert name(app, p[10]) in html  # listed, and shown as waiting for the freed slot
-    assert "Offer this slot to" not in html
+    assert "Offer this slot to" not in html and book_buttons(html) == []
+    assert earliest(html)[name(app, p[10])] == (
+        "Wed Nov 25, 2026 8:00 AM with Dr. Anika Patel Main Street"
+    )
     assert "Add to the waitlist" not in html and "Remove" not in html
     data = {"patient_id": p[11], "appointment_type_id": schedule["types"]["consultation"]}
     assert client.post(PAGE, data=data).status_code == 403
@@ -714,3 +717,169 @@ def test_viewing_the_waitlist_is_audited(app, client, schedule, login):
             select(AuditEvent).where(AuditEvent.resource_type == "waitlist_entry")
         ).one()
         assert event.action == "search" and event.actor_role == "physician"
+
+
+def earliest(html: str) -> dict[str, str]:
+    """Each waiting patient's earliest open time as the page says it (the last column but
+    the action), by name."""
+    body = html.split('id="waiting"', 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    found = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S):
+        cells = [
+            " ".join(re.sub(r"<[^>]+>", " ", c).split())
+            for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)
+        ]
+        found[cells[0]] = cells[5]
+    return found
+
+
+def book_buttons(html: str) -> list[dict[str, str]]:
+    """The waiting table's booking forms: action, start and provider_id."""
+    waiting = html.split('id="waiting"', 1)[1]
+    return [
+        {"action": action, "start": start, "provider_id": provider}
+        for action, start, provider in re.findall(
+            r'action="([^"]+/book)".*?name="start" value="([^"]+)".*?'
+            r'name="provider_id" value="([^"]+)"',
+            waiting,
+            flags=re.S,
+        )
+    ]
+
+
+WED_8 = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)  # the first consultation time: 12 h notice
+
+
+def test_each_waiting_patient_sees_the_earliest_open_time(app, client, schedule, login, booker):
+    """However time comes free (a booking moved, time off taken back), the waiting table
+    shows the first time patients could book now for each wish, and one click books it."""
+    patel, brennan = schedule["providers"]
+    types, p = schedule["types"], schedule["patients"]
+    add_entry(app, p[10], types["consultation"], patel, days_ago=3)
+    add_entry(app, p[11], types["consultation"], None, days_ago=2)
+    add_entry(app, p[12], types["phone_check_in"], brennan, days_ago=1)
+    book(app, booker, p[0], patel, WED_8)  # 08:00-08:45, 15 min after: 09:00 is next
+    login("front_desk")
+
+    shown = earliest(client.get(PAGE).get_data(as_text=True))
+    assert shown == {
+        name(app, p[10]): "Book Wed Nov 25, 2026 9:00 AM with Dr. Anika Patel for "
+        f"{name(app, p[10])} Main Street",
+        name(app, p[11]): "Book Wed Nov 25, 2026 8:00 AM with Dr. Thomas Brennan for "
+        f"{name(app, p[11])} Main Street",
+        # a phone check-in needs an hour's notice: Tue 11:00 in New York
+        name(app, p[12]): "Book Tue Nov 24, 2026 11:00 AM with Dr. Thomas Brennan for "
+        f"{name(app, p[12])} Main Street",
+    }
+
+    # Time off over Patel's Wednesday and Thursday: his earliest moves to Friday...
+    with app.app_context():
+        off = TimeOff(
+            provider_id=patel, start_at=WED_8, end_at=WED_8 + timedelta(days=2), reason=""
+        )
+        db.session.add(off)
+        db.session.commit()
+        off_id = off.id
+    shown = earliest(client.get(PAGE).get_data(as_text=True))
+    assert shown[name(app, p[10])].startswith("Book Fri Nov 27, 2026 8:00 AM with Dr. Anika Patel")
+    # ... and taking it back offers Wednesday again: capacity no cancellation freed.
+    with app.app_context():
+        db.session.delete(db.session.get(TimeOff, off_id))
+        db.session.commit()
+    html = client.get(PAGE).get_data(as_text=True)
+    assert earliest(html)[name(app, p[10])].startswith("Book Wed Nov 25, 2026 9:00 AM")
+    for url in urls(html):
+        assert not any(name(app, patient_id) in url for patient_id in p[10:13])
+
+    # The button books that time for that patient.
+    button = next(b for b in book_buttons(html) if b["provider_id"] == str(patel))
+    assert datetime.fromisoformat(button["start"]) == WED_8 + timedelta(hours=1)
+    response = client.post(button["action"], data=button)
+    assert response.status_code == 302
+    with app.app_context():
+        booked = db.session.scalars(select(Appointment).filter_by(patient_id=p[10])).one()
+        assert (booked.provider_id, booked.start_at) == (patel, WED_8 + timedelta(hours=1))
+    html = client.get(PAGE).get_data(as_text=True)
+    assert name(app, p[10]) not in earliest(html)
+    assert earliest(html)[name(app, p[11])].startswith("Book Wed Nov 25, 2026 8:00 AM")
+
+
+def test_when_nothing_is_open_the_table_says_why(app, client, schedule, login):
+    patel, brennan = schedule["providers"]
+    types, p = schedule["types"], schedule["patients"]
+    add_entry(app, p[10], types["consultation"], patel)
+    add_entry(app, p[11], types["procedure"], brennan)
+    add_entry(app, p[12], types["post_procedure_visit"], brennan)
+    with app.app_context():
+        # Patel is away for longer than the consultation's 90-day horizon.
+        db.session.add(
+            TimeOff(
+                provider_id=patel,
+                start_at=FIXED_NOW,
+                end_at=FIXED_NOW + timedelta(days=91),
+                reason="",
+            )
+        )
+        db.session.get(AppointmentType, types["procedure"]).active = False
+        db.session.get(Provider, brennan).active = False
+        db.session.commit()
+    login("nurse")
+    html = client.get(PAGE).get_data(as_text=True)
+    assert earliest(html) == {
+        name(app, p[10]): "Nothing open in the next 90 days.",
+        name(app, p[11]): "This kind of visit is no longer booked.",
+        name(app, p[12]): "Dr. Thomas Brennan no longer takes appointments.",
+    }
+    assert book_buttons(html) == []
+
+
+def test_the_last_day_of_the_horizon_counts(app, schedule, monkeypatch):
+    """The horizon is inclusive (as in the slot search): an opening exactly at its end is
+    found, through windows that double in length."""
+    patel = schedule["providers"][0]
+    windows = []
+    search = waitlist_services.services.search_slots
+
+    def recording(appointment_type, start, end, **kwargs):
+        windows.append(end - start)
+        return search(appointment_type, start, end, **kwargs)
+
+    monkeypatch.setattr(waitlist_services.services, "search_slots", recording)
+    with app.app_context():
+        consultation = db.session.get(AppointmentType, schedule["types"]["consultation"])
+        consultation.horizon_days = 30
+        last = FIXED_NOW + timedelta(days=30)  # Thu Dec 24, 10:00 in New York
+        db.session.add(TimeOff(provider_id=patel, start_at=FIXED_NOW, end_at=last, reason=""))
+        db.session.commit()
+        waiting = WaitlistEntry(
+            id=1, patient_id=schedule["patients"][10], appointment_type_id=consultation.id
+        )
+        waiting.appointment_type, waiting.provider_id = consultation, patel
+        waiting.provider = db.session.get(Provider, patel)
+        found = waitlist_services.earliest_open([waiting], FIXED_NOW)[1]
+        assert found is not None and found.start == last
+        assert windows == [timedelta(days=d) for d in (7, 14)] + [timedelta(days=9, minutes=1)]
+        consultation.horizon_days = 29
+        assert waitlist_services.earliest_open([waiting], FIXED_NOW)[1] is None
+        db.session.rollback()
+
+
+def test_patients_waiting_for_the_same_thing_share_one_search(
+    app, client, schedule, login, monkeypatch
+):
+    types, p = schedule["types"], schedule["patients"]
+    for patient in p[10:16]:
+        add_entry(app, patient, types["consultation"])
+    add_entry(app, p[16], types["consultation"], schedule["providers"][0])
+    searched = []
+    search = waitlist_services.services.search_slots
+
+    def counting(appointment_type, start, end, **kwargs):
+        searched.append((appointment_type.code, kwargs.get("provider")))
+        return search(appointment_type, start, end, **kwargs)
+
+    monkeypatch.setattr(waitlist_services.services, "search_slots", counting)
+    login("front_desk")
+    html = client.get(PAGE).get_data(as_text=True)
+    assert len(book_buttons(html)) == 7
+    assert len(searched) == 2  # any provider, and Patel: each found a time in its first week
