@@ -196,6 +196,17 @@ def get_provider(provider_id: int) -> Provider | None:
     return db.session.get(Provider, provider_id, options=_WITH_HOURS)
 
 
+def active_providers() -> list[Provider]:
+    """The providers taking appointments, by id, with their weekly hours and those hours'
+    locations (two statements for all of them)."""
+    return db.session.scalars(
+        select(Provider)
+        .where(Provider.active.is_(True))
+        .order_by(Provider.id)
+        .options(selectinload(Provider.hours).joinedload(ProviderHours.location))
+    ).all()
+
+
 def provider_schedules(provider: Provider, start: datetime, end: datetime):
     """Per location: the weekly windows and the date overrides of the provider there."""
     by_location: dict[int, list[av.Window]] = defaultdict(list)
@@ -259,12 +270,7 @@ def search_slots(
     if provider is not None:
         providers = [provider] if provider.active else []
     else:
-        providers = db.session.scalars(
-            select(Provider)
-            .where(Provider.active.is_(True))
-            .order_by(Provider.id)
-            .options(selectinload(Provider.hours).joinedload(ProviderHours.location))
-        )
+        providers = active_providers()
     rules = rules_for(appointment_type)
     # what a slot starting in [start, end) can collide with, buffers included
     reach = (start - rules.buffer_before, end + rules.duration + rules.buffer_after)

@@ -37,7 +37,7 @@ class SlotPassed(services.SlotUnavailable):
 FREED_WITHIN = timedelta(days=14)  # times given up this recently are offered to the waitlist
 MAX_FREED_SLOTS = 200  # shown at most; also the size of each page read
 OPEN_SEARCH_DAYS = 365  # the earliest open time is looked for this far ahead at most
-FIRST_WINDOW = timedelta(days=7)  # ... in windows of 7 days, then 14, 28 and so on
+FIRST_WINDOW = timedelta(days=14)  # ... in windows of 14 days, then 28, 56 and so on
 
 
 @dataclass(frozen=True)
@@ -194,24 +194,38 @@ def earliest_open(entries: Sequence[WaitlistEntry], now: datetime) -> dict[int, 
     """By entry id: the earliest time patients could book now for the entry's kind of visit,
     with its provider (or any), within the type's horizon; None if there is none. However the
     time came free (a cancellation, hours extended, time off taken back), it shows here.
-    Entries waiting for the same thing share one search."""
-    by_wish: dict[tuple[int, int | None], OpenTime | None] = {}
-    found = {}
+
+    Each kind of visit is searched once per provider: a wish for any provider takes the
+    earliest of the providers' (as the slot search across providers orders them: by start,
+    then provider), and patients waiting for the same thing share it."""
+    providers: list[Provider] | None = None  # read at the first wish for any provider
+    earliest: dict[tuple[int, int], OpenTime | None] = {}
+
+    def with_provider(appointment_type: AppointmentType, provider: Provider) -> OpenTime | None:
+        key = (appointment_type.id, provider.id)
+        if key not in earliest:
+            earliest[key] = _earliest(appointment_type, provider, now)
+        return earliest[key]
+
+    found: dict[int, OpenTime | None] = {}
     for entry in entries:
-        wish = (entry.appointment_type_id, entry.provider_id)
-        if wish not in by_wish:
-            by_wish[wish] = _earliest(entry.appointment_type, entry.provider, now)
-        found[entry.id] = by_wish[wish]
+        kind, provider = entry.appointment_type, entry.provider
+        if not kind.active:
+            found[entry.id] = None
+        elif provider is not None:
+            found[entry.id] = with_provider(kind, provider) if provider.active else None
+        else:
+            providers = services.active_providers() if providers is None else providers
+            times = [t for p in providers if (t := with_provider(kind, p)) is not None]
+            found[entry.id] = min(times, key=lambda t: (t.start, t.provider.id), default=None)
     return found
 
 
 def _earliest(
-    appointment_type: AppointmentType, provider: Provider | None, now: datetime
+    appointment_type: AppointmentType, provider: Provider, now: datetime
 ) -> OpenTime | None:
-    """The first slot the slot search offers, searched in windows that double in length (the
-    common case, a time this week, costs one small search; a full calendar a few more)."""
-    if not appointment_type.active or (provider is not None and not provider.active):
-        return None
+    """The provider's first slot of this type that the slot search offers, searched in windows
+    that double in length (a time in the next weeks costs one search; a full calendar a few)."""
     # the horizon is inclusive; search_slots keeps what lies beyond it out
     start, last = now, now + timedelta(days=search_days(appointment_type), minutes=1)
     window = FIRST_WINDOW
@@ -220,11 +234,7 @@ def _earliest(
         slots = services.search_slots(appointment_type, start, end, now=now, provider=provider)
         if slots:
             first = slots[0]
-            return OpenTime(
-                first.start,
-                provider or db.session.get(Provider, first.provider_id),
-                db.session.get(Location, first.location_id),
-            )
+            return OpenTime(first.start, provider, db.session.get(Location, first.location_id))
         start, window = end, window * 2
     return None
 

@@ -858,28 +858,43 @@ def test_the_last_day_of_the_horizon_counts(app, schedule, monkeypatch):
         waiting.provider = db.session.get(Provider, patel)
         found = waitlist_services.earliest_open([waiting], FIXED_NOW)[1]
         assert found is not None and found.start == last
-        assert windows == [timedelta(days=d) for d in (7, 14)] + [timedelta(days=9, minutes=1)]
+        assert windows == [timedelta(days=14), timedelta(days=16, minutes=1)]
         consultation.horizon_days = 29
         assert waitlist_services.earliest_open([waiting], FIXED_NOW)[1] is None
         db.session.rollback()
 
 
 def test_patients_waiting_for_the_same_thing_share_one_search(
-    app, client, schedule, login, monkeypatch
+    app, client, schedule, login, booker, monkeypatch
 ):
+    """A kind of visit is searched once per provider: a wish for any provider takes the
+    earliest of the providers' searches, which the wishes for one provider share."""
+    patel, brennan = schedule["providers"]
     types, p = schedule["types"], schedule["patients"]
     for patient in p[10:16]:
         add_entry(app, patient, types["consultation"])
-    add_entry(app, p[16], types["consultation"], schedule["providers"][0])
+    add_entry(app, p[16], types["consultation"], patel)
+    add_entry(app, p[17], types["consultation"], brennan)
+    add_entry(app, p[18], types["phone_check_in"], brennan)
     searched = []
     search = waitlist_services.services.search_slots
 
     def counting(appointment_type, start, end, **kwargs):
-        searched.append((appointment_type.code, kwargs.get("provider")))
+        searched.append((appointment_type.code, kwargs["provider"].id))
         return search(appointment_type, start, end, **kwargs)
 
     monkeypatch.setattr(waitlist_services.services, "search_slots", counting)
+    book(app, booker, p[0], patel, WED_8)  # Patel's first consultation time taken
     login("front_desk")
     html = client.get(PAGE).get_data(as_text=True)
-    assert len(book_buttons(html)) == 7
-    assert len(searched) == 2  # any provider, and Patel: each found a time in its first week
+    assert len(book_buttons(html)) == 9
+    # each found a time in its first window
+    assert sorted(searched) == [
+        ("consultation", patel),
+        ("consultation", brennan),
+        ("phone_check_in", brennan),
+    ]
+    shown = earliest(html)
+    for patient in p[10:16]:  # any provider: Brennan's 8:00 comes before Patel's 9:00
+        assert shown[name(app, patient)].startswith("Book Wed Nov 25, 2026 8:00 AM with Dr. Thomas")
+    assert shown[name(app, p[16])].startswith("Book Wed Nov 25, 2026 9:00 AM with Dr. Anika")
