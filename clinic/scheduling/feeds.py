@@ -41,7 +41,8 @@ _TOKEN_IN_PATH = re.compile(
 
 
 class _RedactFeedTokens(logging.Filter):
-    """Replace link secrets in a logged request line (dev server, gunicorn access log)."""
+    """Replace link secrets in a logged request line (dev server, gunicorn access log) or in
+    the app's log of an unhandled error on a link's page."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -57,8 +58,9 @@ class _RedactFeedTokens(logging.Filter):
 @feeds_bp.record_once
 def _keep_tokens_out_of_logs(state) -> None:
     redact = _RedactFeedTokens()
-    for name in ("werkzeug", "gunicorn.access"):
-        logger = logging.getLogger(name)
+    # The request lines of the dev server and gunicorn, and the app's own "Exception on
+    # <path>" line for an error on a link's page.
+    for logger in map(logging.getLogger, ("werkzeug", "gunicorn.access", state.app.logger.name)):
         if not any(isinstance(f, _RedactFeedTokens) for f in logger.filters):
             logger.addFilter(redact)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request, session
+from flask_login import current_user
 from sqlalchemy.orm import Session
 
 from clinic import http
@@ -15,6 +16,18 @@ from clinic.staff import services
 
 def init_auth(app: Flask) -> None:
     login_manager.init_app(app)
+
+    @app.before_request
+    def load_staff_first():
+        # load_user works in a connection of its own. On SQLite every transaction takes the
+        # write lock at BEGIN, so that connection must begin before the request's session
+        # does: a page that read the database first and showed the staff user later (a
+        # patient's link opened in a logged-in browser) waited on its own request's lock.
+        # App-level hooks run before the blueprints' and the views; no earlier hook reads the
+        # database. Browsers without a staff login cost nothing here.
+        if "_user_id" in session:
+            current_user._get_current_object()
+
     login_manager.login_view = "staff.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.session_protection = "strong"

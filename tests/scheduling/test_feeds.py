@@ -286,6 +286,18 @@ def test_the_token_never_reaches_the_request_log(app, live_server, schedule, cap
     assert caplog.records[-1].getMessage() == '"GET /staff/calendar/day?day=2026-11-26" 302'
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/appointments/manage/SECRET.part", "/book/SECRET.part", "/calendar/SECRET.ics"],
+)
+def test_an_error_on_a_link_page_is_logged_without_its_secret(app, caplog, path):
+    """Flask logs an unhandled error as "Exception on <path> [GET]" on the app's logger."""
+    caplog.set_level(logging.ERROR, logger=app.logger.name)
+    app.logger.error("Exception on %s [GET]", path, exc_info=(ValueError, ValueError(), None))
+    logged = caplog.records[-1].getMessage()
+    assert "SECRET" not in logged and "/[redacted] [GET]" in logged
+
+
 def test_rotating_the_token_kills_the_old_url(app, client, schedule, login):
     patel = schedule["providers"][0]
     old = token_of(app, patel)

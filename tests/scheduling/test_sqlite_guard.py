@@ -173,3 +173,42 @@ def test_reschedule_racing_a_booking_on_sqlite(sqlite_app):
             assert len(rows) == 2 and at_two[0].patient_id == schedule["patients"][1]
             assert moved.start_at.isoformat() == "2026-11-30T13:00:00+00:00"
             assert moved.sequence == 0
+
+
+def test_staff_logged_in_in_the_same_browser_can_open_patient_links_on_sqlite(sqlite_app):
+    """A staff browser opening a patient's booking or manage link, a feed or the home page:
+    the staff user is loaded in its own connection, which on SQLite must begin before the
+    request's own transaction takes the write lock (it used to wait for its own request's
+    lock for 30 s, and the page was a 500)."""
+    from urllib.parse import urlsplit
+
+    from clinic.staff import services
+    from tests.conftest import FIXED_NOW, STAFF_PASSWORD
+
+    schedule = sqlite_app.schedule
+    with sqlite_app.app_context():
+        services.create_staff("desk@clinic.test", "front_desk", STAFF_PASSWORD, now=FIXED_NOW)
+        db.session.commit()
+    client = sqlite_app.test_client()
+    login = {"email": "desk@clinic.test", "password": STAFF_PASSWORD}
+    assert client.post("/staff/login", data=login).status_code == 302
+    booked = client.post(
+        "/api/v1/appointments",
+        json={
+            "booking_token": _token(sqlite_app, schedule["patients"][0]),
+            "appointment_type": "consultation",
+            "provider_id": schedule["providers"][0],
+            "start": "2026-11-25T10:00:00-05:00",
+        },
+    )
+    assert booked.status_code == 201
+    pages = {
+        urlsplit(booked.get_json()["manage_url"]).path: 200,
+        f"/book/{_token(sqlite_app, schedule['patients'][1])}": 200,
+        "/calendar/not-a-feed.ics": 404,
+        "/": 200,
+    }
+    for path, status in pages.items():
+        response = client.get(path)
+        assert response.status_code == status, path
+    assert client.get("/staff/calendar/day").status_code == 200  # still logged in
