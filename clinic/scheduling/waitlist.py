@@ -21,6 +21,7 @@ from clinic.scheduling import services
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
     Appointment,
+    AppointmentStatus,
     AppointmentType,
     FreedTime,
     Location,
@@ -34,6 +35,7 @@ class SlotPassed(services.SlotUnavailable):
     """The freed slot is in the past now, or its provider stopped taking appointments."""
 
 
+MOVABLE = (AppointmentStatus.BOOKED, AppointmentStatus.PENDING)  # as services.reschedule allows
 FREED_WITHIN = timedelta(days=14)  # times given up this recently are offered to the waitlist
 MAX_FREED_SLOTS = 200  # shown at most; also the size of each page read
 OPEN_SEARCH_DAYS = 365  # the earliest open time is looked for this far ahead at most
@@ -106,6 +108,7 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
     could book now, earliest first, with who waits for them; at most MAX_FREED_SLOTS."""
     query = _candidates(now)
     waiting: list[WaitlistEntry] | None = None  # read at the first slot still free
+    booked: dict[int, Appointment] = {}  # ... with their visits booked ahead
     found: list[FreedSlot] = []
     after = None  # read in pages: the limit counts slots shown, not rows read
     while len(found) < MAX_FREED_SLOTS:
@@ -117,8 +120,10 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
             location_id = _still_free(freed)
             if location_id is not None:
                 location = db.session.get(Location, location_id)
-                waiting = _waiting() if waiting is None else waiting
-                found.append(FreedSlot(freed, location, matches(freed, waiting)))
+                if waiting is None:
+                    waiting = _waiting()
+                    booked = booked_already(waiting, now)
+                found.append(FreedSlot(freed, location, matches(freed, waiting, booked)))
                 if len(found) == MAX_FREED_SLOTS:
                     break
         if len(rows) < MAX_FREED_SLOTS:
@@ -138,17 +143,25 @@ def _waiting() -> list[WaitlistEntry]:
     ).all()
 
 
-def matches(freed: FreedTime, waiting: list[WaitlistEntry]) -> list[WaitlistEntry]:
+def matches(
+    freed: FreedTime,
+    waiting: list[WaitlistEntry],
+    booked: dict[int, Appointment] | None = None,
+) -> list[WaitlistEntry]:
     """Of ``waiting``, the patients waiting for a visit this freed time can hold, in their
     order: the provider's (or any provider's), for the same kind of visit or for another, still
-    booked, that fits in it (see _holds); never the patient who gave it up."""
+    booked, that fits in it (see _holds); never the patient who gave it up, nor one whose visit
+    of that kind (``booked``, see booked_already) is already at that time or earlier."""
     holds = {freed.appointment_type_id: True}  # _still_free checked the freed time's own type
+    booked = booked or {}
     found = []
     for entry in waiting:
         if entry.patient_id == freed.appointment.patient_id or entry.provider_id not in (
             None,
             freed.provider_id,
         ):
+            continue
+        if entry.id in booked and booked[entry.id].start_at <= freed.start_at:
             continue
         if entry.appointment_type_id not in holds:
             holds[entry.appointment_type_id] = entry.appointment_type.active and _holds(
@@ -176,6 +189,32 @@ def _holds(freed: FreedTime, appointment_type: AppointmentType) -> bool:
     except services.SlotUnavailable:
         return False
     return True
+
+
+def booked_already(entries: Sequence[WaitlistEntry], now: datetime) -> dict[int, Appointment]:
+    """By entry id: the patient's next appointment of the kind of visit waited for, if one is
+    booked ahead (a patient waiting for an earlier time). Booking the entry moves it, so the
+    patient never holds two, and only earlier times are offered."""
+    if not entries:
+        return {}
+    upcoming = db.session.scalars(
+        select(Appointment)
+        .options(joinedload(Appointment.provider))
+        .where(
+            Appointment.patient_id.in_({e.patient_id for e in entries}),
+            Appointment.status.in_(MOVABLE),
+            Appointment.start_at > now,
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+    )
+    first: dict[tuple[int, int], Appointment] = {}
+    for appointment in upcoming:
+        first.setdefault((appointment.patient_id, appointment.appointment_type_id), appointment)
+    return {
+        e.id: first[(e.patient_id, e.appointment_type_id)]
+        for e in entries
+        if (e.patient_id, e.appointment_type_id) in first
+    }
 
 
 @dataclass(frozen=True)
@@ -323,32 +362,45 @@ def book_entry(
     actor: StaffUser,
     now: datetime,
     client: dict | None = None,
-) -> Appointment:
-    """Book a freed slot for a waiting patient in one step; SlotUnavailable if it is gone."""
+) -> tuple[Appointment, datetime | None]:
+    """Book a slot for a waiting patient in one step; SlotUnavailable if it is gone. A patient
+    with a visit of that kind booked ahead has it moved there instead (only ever earlier), so
+    they never hold two. Returns the appointment and, if it was moved, where it started."""
     if entry.provider_id not in (None, provider.id):
         raise DomainError("This patient waits for another provider.")
     if start <= now or not provider.active:
         raise SlotPassed("That slot is no longer bookable.")
-    appointment = services.book_appointment(
-        entry.patient,
-        entry.appointment_type,
-        provider,
-        start,
-        now=now,
-        actor=actor,
-        source="staff",
-        client=client,
-    )
+    current = booked_already([entry], now).get(entry.id)
+    if current is None:
+        moved_from = None
+        appointment = services.book_appointment(
+            entry.patient,
+            entry.appointment_type,
+            provider,
+            start,
+            now=now,
+            actor=actor,
+            source="staff",
+            client=client,
+        )
+    else:
+        moved_from = current.start_at
+        if start >= moved_from:
+            raise DomainError("This patient's visit is booked for that time or earlier already.")
+        appointment = services.reschedule(
+            current, start, now=now, actor=actor, provider=provider, client=client
+        )
     entry.status = "booked"
     entry.appointment_id = appointment.id
+    how = "booked" if moved_from is None else "moved earlier"
     audit.record_about(
         "update",
         entry,
         actor=actor,
         changed_fields=["status", "appointment_id"],
-        reason=f"waiting -> booked: appointment {appointment.id}",
+        reason=f"waiting -> booked: appointment {appointment.id} {how}",
         client=client,
         now=now,
     )
     db.session.flush()
-    return appointment
+    return appointment, moved_from

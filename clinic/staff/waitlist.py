@@ -131,6 +131,7 @@ def _render(form: WaitlistForm | None, code: int = 200):
         "staff/waitlist.html",
         entries=entries,
         open_times=waitlist_services.earliest_open(entries, now),
+        booked=waitlist_services.booked_already(entries, now),
         search_days=waitlist_services.search_days,
         freed=waitlist_services.freed_slots(now),
         freed_by=FREED_BY_LABELS,
@@ -233,7 +234,7 @@ def book_from_waitlist(entry_id: int):
     if entry.provider_id not in (None, provider.id):
         abort(400)  # the form offers only matching providers: this was tampered with
     try:
-        appointment = waitlist_services.book_entry(
+        appointment, moved_from = waitlist_services.book_entry(
             entry, provider, start, actor=current_user, now=http.now(), client=http.client_meta()
         )
     except (waitlist_services.SlotPassed, services.DailyCapReached) as exc:
@@ -255,10 +256,13 @@ def book_from_waitlist(entry_id: int):
         return redirect(url_for(".waitlist"))
     db.session.commit()
     tz = http.clinic_tz()
-    flash(
-        f"Booked: {entry.appointment_type.name}, "
-        f"{appointment.start_at.astimezone(tz):%a %b %-d, %-I:%M %p} with {provider.name}. "
-        "Let the patient know.",
-        "success",
-    )
+    when = f"{appointment.start_at.astimezone(tz):%a %b %-d, %-I:%M %p} with {provider.name}"
+    if moved_from is None:
+        done = f"Booked: {entry.appointment_type.name}, {when}."
+    else:
+        done = (
+            f"Moved earlier: {entry.appointment_type.name}, {when} "
+            f"(was {moved_from.astimezone(tz):%a %b %-d, %-I:%M %p})."
+        )
+    flash(f"{done} Let the patient know.", "success")
     return redirect(url_for(".waitlist"))

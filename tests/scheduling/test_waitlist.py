@@ -898,3 +898,85 @@ def test_patients_waiting_for_the_same_thing_share_one_search(
     for patient in p[10:16]:  # any provider: Brennan's 8:00 comes before Patel's 9:00
         assert shown[name(app, patient)].startswith("Book Wed Nov 25, 2026 8:00 AM with Dr. Thomas")
     assert shown[name(app, p[16])].startswith("Book Wed Nov 25, 2026 9:00 AM with Dr. Anika")
+
+
+FRI_DEC_4_9 = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
+
+
+def test_a_patient_booked_ahead_is_moved_earlier_not_booked_twice(
+    app, client, schedule, login, booker
+):
+    """Waiting for an earlier time while a visit is booked: the page says so, offers only
+    earlier times, and taking one moves the visit (one appointment, its old time freed for
+    the next patient)."""
+    patel, brennan = schedule["providers"]
+    consultation, p = schedule["types"]["consultation"], schedule["patients"]
+    ahead = book(app, booker, p[10], brennan, FRI_DEC_4_9)
+    book(app, booker, p[10], patel, WED_8, type_code="phone_check_in")  # another kind: no matter
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))  # Thursday, freed
+    add_entry(app, p[10], consultation, days_ago=2)
+    add_entry(app, p[11], consultation, days_ago=1)
+    login("front_desk")
+
+    html = client.get(PAGE).get_data(as_text=True)
+    mover = earliest(html)[name(app, p[10])]
+    assert mover == (
+        "Booked Fri Dec 4, 2026 9:00 AM with Dr. Thomas Brennan Move to Wed Nov 25, 2026 "
+        f"8:00 AM with Dr. Thomas Brennan for {name(app, p[10])} Main Street"
+    )  # any provider: Patel's 8:00 is taken by the phone check-in
+    # The cancelled Thursday slot is earlier too: offered to both, as a move for the first.
+    assert offers(html) == [
+        f"{name(app, p[10])} (moves their Fri Dec 4 visit)",
+        name(app, p[11]),
+    ]
+
+    button = book_buttons(html)[0]
+    response = client.post(button["action"], data=button, follow_redirects=True)
+    assert (
+        "Moved earlier: New-patient consultation, Wed Nov 25, 8:00 AM with Dr. Thomas Brennan "
+        "(was Fri Dec 4, 9:00 AM). Let the patient know."
+    ) in response.get_data(as_text=True)
+    with app.app_context():
+        kept = db.session.scalars(
+            select(Appointment).where(
+                Appointment.patient_id == p[10],
+                Appointment.appointment_type_id == consultation,
+                Appointment.status == AppointmentStatus.BOOKED,
+            )
+        ).all()
+        assert [(a.id, a.provider_id, a.start_at, a.sequence) for a in kept] == [
+            (ahead, brennan, WED_8, 1)
+        ]
+        waiting = db.session.scalars(select(WaitlistEntry).filter_by(patient_id=p[10])).one()
+        assert (waiting.status, waiting.appointment_id) == ("booked", ahead)
+    # Friday's time, given up by the move, is offered to the next patient.
+    html = client.get(PAGE).get_data(as_text=True)
+    assert any(row.startswith("Fri Dec 4, 2026 9:00 AM") for row in freed_rows(html))
+
+
+def test_only_earlier_times_are_offered_to_a_patient_booked_ahead(
+    app, client, schedule, login, booker
+):
+    patel = schedule["providers"][0]
+    consultation, p = schedule["types"]["consultation"], schedule["patients"]
+    book(app, booker, p[10], patel, WED_8)  # the first time there is
+    entry_id = add_entry(app, p[10], consultation)
+    cancel(app, booker, book(app, booker, p[0], patel, SLOT))  # Thursday: later than theirs
+    login("nurse")
+
+    html = client.get(PAGE).get_data(as_text=True)
+    assert earliest(html)[name(app, p[10])] == (
+        "Booked Wed Nov 25, 2026 8:00 AM with Dr. Anika Patel Nothing earlier is open."
+    )
+    assert offers(html) == [] and book_buttons(html) == []
+    # A stale or forged form for a later time moves nothing and books nothing.
+    response = client.post(
+        f"{PAGE}/{entry_id}/book",
+        data={"start": SLOT.isoformat(), "provider_id": str(patel)},
+        follow_redirects=True,
+    )
+    assert "booked for that time or earlier already" in response.get_data(as_text=True)
+    assert entry(app, entry_id).status == "waiting"
+    with app.app_context():
+        mine = db.session.scalars(select(Appointment).filter_by(patient_id=p[10])).all()
+        assert [(a.start_at, a.status) for a in mine] == [(WED_8, AppointmentStatus.BOOKED)]
