@@ -577,6 +577,10 @@ def reschedule(
     if actor is None:
         _check_patient_may_change(appointment, now)
     provider = provider or appointment.provider
+    if (start, provider.id) == (appointment.start_at, appointment.provider_id):
+        # Already there (the same move sent twice, the second waiting on the lock): nothing to
+        # change, so no new revision and no second "moved" message.
+        return appointment
     if not provider.active:
         raise ValidationFailed({"provider_id": ["This provider is not taking appointments."]})
     old = (appointment.start_at, appointment.provider_id, appointment.location_id)

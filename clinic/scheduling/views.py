@@ -76,13 +76,25 @@ def _days_from(raw: str | None) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz)
 
 
-def _slot_days(appointment_type, start, *, exclude_appointment_id=None):
-    """The free slots of the next week, grouped by clinic-local day, with provider names."""
+def _slot_days(appointment_type, start, *, rescheduling=None):
+    """The free slots of the next week, grouped by clinic-local day, with provider names; when
+    rescheduling, the appointment's own time counts as free to move within, but is not on offer
+    (choosing it would move nothing)."""
     tz = http.clinic_tz()
     end = start + timedelta(days=DAYS_SHOWN)
     found = services.search_slots(
-        appointment_type, start, end, now=http.now(), exclude_appointment_id=exclude_appointment_id
+        appointment_type,
+        start,
+        end,
+        now=http.now(),
+        exclude_appointment_id=rescheduling.id if rescheduling is not None else None,
     )
+    if rescheduling is not None:
+        found = [
+            s
+            for s in found
+            if (s.provider_id, s.start) != (rescheduling.provider_id, rescheduling.start_at)
+        ]
     providers = {p.id: p for p in db.session.scalars(select(Provider))}
     locations = {loc.id: loc for loc in db.session.scalars(select(Location))}
     days: dict[date, list[dict]] = {}
@@ -105,11 +117,7 @@ def _pick_page(appointment_type, start, *, token, form, errors, rescheduling=Non
 
     The form carries the shown week's first day, so a refused choice shows the same week again.
     """
-    days, end = _slot_days(
-        appointment_type,
-        start,
-        exclude_appointment_id=rescheduling.id if rescheduling is not None else None,
-    )
+    days, end = _slot_days(appointment_type, start, rescheduling=rescheduling)
     today = http.now().astimezone(http.clinic_tz()).date()
     earlier = max(start.date() - timedelta(days=DAYS_SHOWN), today)
     page = render_template(

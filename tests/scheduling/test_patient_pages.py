@@ -130,7 +130,11 @@ def test_manage_link_cancels_only_on_post(app, client, booked):
 def test_reschedule_keeps_the_link_working(app, client, booked):
     page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
     choices = re.findall(r'name="slot" value="([^"]+)"', page)
-    assert choices[0].endswith("2026-11-25T08:00:00-05:00")  # its own time is offered again
+    # Its own time is not on offer (choosing it would move nothing); the same time with the
+    # other provider is, as the appointment's own span counts as free to move within.
+    assert booked["choice"] not in choices
+    assert choices[0].endswith("2026-11-25T08:00:00-05:00")
+    assert choices[0].split("|")[0] != booked["choice"].split("|")[0]
     later = next(c for c in choices if c.endswith("T14:00:00-05:00"))
     response = client.post(booked["manage"] + "/reschedule", data={"slot": later})
     assert response.status_code == 302
@@ -139,6 +143,26 @@ def test_reschedule_keeps_the_link_working(app, client, booked):
     with app.app_context():
         appointment = db.session.scalars(select(Appointment)).one()
         assert appointment.sequence == 1 and appointment.status == "booked"
+
+
+def test_a_move_to_where_the_appointment_is_changes_nothing(app, client, booked):
+    """The same move posted twice (a double click; the second waited on the row lock, then
+    found the appointment there): no new revision, no second "moved" message, no audit."""
+    from clinic.notifications.models import Notification
+
+    page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
+    later = next(c for c in re.findall(r'name="slot" value="([^"]+)"', page) if "T14:00" in c)
+    for _ in range(2):
+        response = client.post(booked["manage"] + "/reschedule", data={"slot": later})
+        assert response.status_code == 302 and response.location.endswith(booked["manage"])
+    page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
+    assert later not in page and booked["choice"] in page  # where it is now; where it was
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        assert appointment.sequence == 1 and appointment.start_at.hour == 19  # 2 PM in New York
+        kinds = [n.kind for n in db.session.scalars(select(Notification))]
+        assert kinds.count("update") == 1
+        assert [e.action for e in appointment_audit_events()] == ["create", "update"]
 
 
 def test_the_patients_own_changes_are_audited_as_the_patients(app, client, booked):

@@ -223,6 +223,28 @@ def test_two_reschedules_at_once_both_count(app, schedule, make_staff):
         assert sorted(updates) == [1, 2]
 
 
+def test_the_same_move_twice_at_once_is_one_revision(app, schedule, make_staff):
+    """A double-submitted move: the second waits on the row lock, then finds the appointment
+    already there and changes nothing (no second revision, no second update email)."""
+    staff = _staff(app, make_staff)
+    appointment_id = _booked(app, schedule)
+
+    def move(a):
+        services.reschedule(a, MOVED_TO, now=FIXED_NOW, actor=staff())
+
+    results = _one_waits_for_the_other(app, appointment_id, move, move)
+    assert results == {"first": None, "second": None}, results
+    with app.app_context():
+        row = db.session.get(Appointment, appointment_id)
+        assert (row.start_at, row.sequence) == (MOVED_TO, 1)
+        updates = db.session.scalars(
+            select(Notification.revision).where(
+                Notification.cause_id == appointment_id, Notification.kind == "update"
+            )
+        ).all()
+        assert updates == [1]
+
+
 def test_reschedule_and_cancel_over_the_api_at_the_same_moment(app, schedule, staff_token):
     """Five rounds of a staff move and a cancel sent at once: the result is always one of the
     two orders, never a moved cancelled appointment with messages still to go."""
