@@ -118,8 +118,11 @@ def _pick_page(appointment_type, start, *, token, form, errors, rescheduling=Non
     The form carries the shown week's first day, so a refused choice shows the same week again.
     """
     days, end = _slot_days(appointment_type, start, rescheduling=rescheduling)
-    today = http.now().astimezone(http.clinic_tz()).date()
+    now = http.now().astimezone(http.clinic_tz())
+    today = now.date()
     earlier = max(start.date() - timedelta(days=DAYS_SHOWN), today)
+    # the last day the type can be booked: no later weeks to look at past it
+    last_day = (now + timedelta(days=appointment_type.horizon_days)).date()
     page = render_template(
         "scheduling/book.html",
         zone_name=_zone_name(),
@@ -129,7 +132,8 @@ def _pick_page(appointment_type, start, *, token, form, errors, rescheduling=Non
         token=token,
         shown_from=start.date().isoformat(),
         earlier_from=earlier.isoformat() if start.date() > today else None,
-        next_from=end.date().isoformat(),
+        next_from=end.date().isoformat() if end.date() <= last_day else None,
+        last_day=last_day if start.date() > last_day else None,
         errors=errors,
         rescheduling=rescheduling,
     )

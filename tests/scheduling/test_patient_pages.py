@@ -79,6 +79,25 @@ def test_bad_links_and_bad_choices(app, client, schedule, booking_token):
     assert "just taken" in response.get_data(as_text=True)
 
 
+def test_the_booking_page_ends_at_the_horizon(app, client, schedule, booking_token):
+    """Consultations are booked 90 days ahead (to Monday Feb 22, 2027 from the pinned Tuesday
+    Nov 24): no later weeks are linked past it, and a week beyond it says so instead of
+    "no times are free"."""
+    token = booking_token(schedule["patients"][0])
+    inside = client.get(f"/book/{token}?from=2027-02-10").get_data(as_text=True)
+    assert 'href="?from=2027-02-17">Later dates' in inside
+    last = client.get(f"/book/{token}?from=2027-02-17").get_data(as_text=True)
+    # the horizon ends at the pinned time of day: 10:00 on the last day is the last slot
+    assert (
+        re.findall(r'name="slot" value="[^"|]+\|([^"]+)"', last)[-1] == "2027-02-22T10:00:00-05:00"
+    )
+    assert "Later dates" not in last
+    beyond = client.get(f"/book/{token}?from=2027-03-01").get_data(as_text=True)
+    assert "We book up to Monday, February 22, 2027. Choose an earlier date" in beyond
+    assert "No times are free" not in beyond and "next week" not in beyond
+    assert 'href="?from=2027-02-22">Earlier dates' in beyond
+
+
 def test_a_taken_time_says_so(app, client, booked, schedule, booking_token):
     token = booking_token(schedule["patients"][5])
     taken = booked["choice"]
