@@ -179,24 +179,31 @@ class Schedule:
     types: dict[str, int]
 
 
+def bench_location():
+    """The benches' one clinic location (a new, unsaved row; call inside an app context)."""
+    from clinic.scheduling.models import Location
+
+    return Location(
+        name="Bench Street",
+        address_line1="1 Bench Street",
+        city="Springfield",
+        state="MA",
+        zip="01103",
+        phone="(555) 010-0199",
+        timezone=TIMEZONE,
+    )
+
+
 def build_schedule(app, lanes: int) -> Schedule:
     """Providers, hours, types and patients through the ORM, then one booking token each."""
     from clinic.extensions import db
     from clinic.models import Patient
     from clinic.scheduling import services
-    from clinic.scheduling.models import AppointmentType, Location, Provider, ProviderHours
+    from clinic.scheduling.models import AppointmentType, Provider, ProviderHours
     from clinic.tokens import make_token
 
     with app.app_context():
-        location = Location(
-            name="Bench Street",
-            address_line1="1 Bench Street",
-            city="Springfield",
-            state="MA",
-            zip="01103",
-            phone="(555) 010-0199",
-            timezone=TIMEZONE,
-        )
+        location = bench_location()
 
         def provider(name: str, windows: list[tuple[int, clock, clock]]) -> Provider:
             p = Provider(name=name, title="MD", feed_token=services.new_feed_token())

@@ -34,7 +34,7 @@ from datetime import time as clock
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from booking import TIMEZONE, load_app, server_env
+from booking import TIMEZONE, bench_location, load_app, server_env
 from intake import (
     PG_SERVER,
     ROOT,
@@ -55,20 +55,12 @@ def build(app, providers: int, full_days: int, now: datetime) -> dict:
     from clinic.extensions import db
     from clinic.models import Patient
     from clinic.scheduling import services
-    from clinic.scheduling.models import Appointment, Location, Provider, ProviderHours
+    from clinic.scheduling.models import Appointment, Provider, ProviderHours
     from clinic.staff import services as staff_services
 
     tz = ZoneInfo(TIMEZONE)
     with app.app_context():
-        location = Location(
-            name="Bench Street",
-            address_line1="1 Bench Street",
-            city="Springfield",
-            state="MA",
-            zip="01103",
-            phone="(555) 010-0199",
-            timezone=TIMEZONE,
-        )
+        location = bench_location()
         people = []
         for i in range(providers):
             provider = Provider(name=f"Dr. Bench {i}", title="MD", feed_token=f"bench-{i}")
