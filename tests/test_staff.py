@@ -764,7 +764,10 @@ def test_seed_demo(app):
         )
         # the waitlist page has something to show: a cancelled consultation, offered to the
         # patient waiting for one and to the one waiting for a phone check-in
-        (freed,) = waitlist.freed_slots(utcnow())
+        waiting = waitlist.waiting_entries()
+        (freed,) = waitlist.freed_slots(
+            utcnow(), waiting, waitlist.booked_already(waiting, utcnow())
+        )
         assert freed.freed.appointment_type.code == "consultation"
         assert [e.appointment_type.code for e in freed.matches] == [
             "consultation",

@@ -103,12 +103,13 @@ def _candidates(now: datetime):
     )
 
 
-def freed_slots(now: datetime) -> list[FreedSlot]:
+def freed_slots(
+    now: datetime, waiting: list[WaitlistEntry], booked: dict[int, Appointment]
+) -> list[FreedSlot]:
     """Future times given up lately (cancelled, moved away, entered in error) that staff
-    could book now, earliest first, with who waits for them; at most MAX_FREED_SLOTS."""
+    could book now, earliest first, with who of ``waiting`` (see waiting_entries; ``booked``:
+    see booked_already) could take them; at most MAX_FREED_SLOTS."""
     query = _candidates(now)
-    waiting: list[WaitlistEntry] | None = None  # read at the first slot still free
-    booked: dict[int, Appointment] = {}  # ... with their visits booked ahead
     found: list[FreedSlot] = []
     after = None  # read in pages: the limit counts slots shown, not rows read
     while len(found) < MAX_FREED_SLOTS:
@@ -120,9 +121,6 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
             location_id = _still_free(freed)
             if location_id is not None:
                 location = db.session.get(Location, location_id)
-                if waiting is None:
-                    waiting = _waiting()
-                    booked = booked_already(waiting, now)
                 found.append(FreedSlot(freed, location, matches(freed, waiting, booked)))
                 if len(found) == MAX_FREED_SLOTS:
                     break
@@ -132,28 +130,29 @@ def freed_slots(now: datetime) -> list[FreedSlot]:
     return found
 
 
-def _waiting() -> list[WaitlistEntry]:
-    """Everyone on the waitlist, longest waiting first, with their patients and kinds of visit:
-    read once for all the freed slots of a page."""
+def waiting_entries() -> list[WaitlistEntry]:
+    """Everyone on the waitlist, longest waiting first, with their patients, kinds of visit
+    and providers."""
     return db.session.scalars(
         select(WaitlistEntry)
-        .options(joinedload(WaitlistEntry.patient), joinedload(WaitlistEntry.appointment_type))
+        .options(
+            joinedload(WaitlistEntry.patient),
+            joinedload(WaitlistEntry.appointment_type),
+            joinedload(WaitlistEntry.provider),
+        )
         .where(WaitlistEntry.status == "waiting")
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
 
 
 def matches(
-    freed: FreedTime,
-    waiting: list[WaitlistEntry],
-    booked: dict[int, Appointment] | None = None,
+    freed: FreedTime, waiting: list[WaitlistEntry], booked: dict[int, Appointment]
 ) -> list[WaitlistEntry]:
     """Of ``waiting``, the patients waiting for a visit this freed time can hold, in their
     order: the provider's (or any provider's), for the same kind of visit or for another, still
     booked, that fits in it (see _holds); never the patient who gave it up, nor one whose visit
     of that kind (``booked``, see booked_already) is already at that time or earlier."""
     holds = {freed.appointment_type_id: True}  # _still_free checked the freed time's own type
-    booked = booked or {}
     found = []
     for entry in waiting:
         if entry.patient_id == freed.appointment.patient_id or entry.provider_id not in (

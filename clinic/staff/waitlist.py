@@ -14,7 +14,6 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 from wtforms import SelectField, TextAreaField, ValidationError
 from wtforms.validators import Length
 
@@ -105,16 +104,8 @@ def waiting_for(now: datetime, created_at: datetime) -> str:
 
 def _render(form: WaitlistForm | None, code: int = 200):
     now = http.now()
-    entries = db.session.scalars(
-        select(WaitlistEntry)
-        .options(
-            joinedload(WaitlistEntry.patient),
-            joinedload(WaitlistEntry.appointment_type),
-            joinedload(WaitlistEntry.provider),
-        )
-        .where(WaitlistEntry.status == "waiting")
-        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
-    ).all()
+    entries = waitlist_services.waiting_entries()
+    booked = waitlist_services.booked_already(entries, now)
     manage = can(current_user, "appointments.manage")
     if manage and form is None:
         form = _waitlist_form()
@@ -131,9 +122,9 @@ def _render(form: WaitlistForm | None, code: int = 200):
         "staff/waitlist.html",
         entries=entries,
         open_times=waitlist_services.earliest_open(entries, now),
-        booked=waitlist_services.booked_already(entries, now),
+        booked=booked,
         search_days=waitlist_services.search_days,
-        freed=waitlist_services.freed_slots(now),
+        freed=waitlist_services.freed_slots(now, entries, booked),
         freed_by=FREED_BY_LABELS,
         max_freed=waitlist_services.MAX_FREED_SLOTS,
         freed_within_days=waitlist_services.FREED_WITHIN.days,
