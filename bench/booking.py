@@ -73,6 +73,8 @@ from intake import (
     _on_alarm,
     _on_term,
     backend_pids,
+    bench_location,
+    bench_patients,
     cpu_busy,
     cpu_delta,
     create_database,
@@ -179,31 +181,15 @@ class Schedule:
     types: dict[str, int]
 
 
-def bench_location():
-    """The benches' one clinic location (a new, unsaved row; call inside an app context)."""
-    from clinic.scheduling.models import Location
-
-    return Location(
-        name="Bench Street",
-        address_line1="1 Bench Street",
-        city="Springfield",
-        state="MA",
-        zip="01103",
-        phone="(555) 010-0199",
-        timezone=TIMEZONE,
-    )
-
-
 def build_schedule(app, lanes: int) -> Schedule:
     """Providers, hours, types and patients through the ORM, then one booking token each."""
     from clinic.extensions import db
-    from clinic.models import Patient
     from clinic.scheduling import services
     from clinic.scheduling.models import AppointmentType, Provider, ProviderHours
     from clinic.tokens import make_token
 
     with app.app_context():
-        location = bench_location()
+        location = bench_location(TIMEZONE)
 
         def provider(name: str, windows: list[tuple[int, clock, clock]]) -> Provider:
             p = Provider(name=name, title="MD", feed_token=services.new_feed_token())
@@ -238,16 +224,7 @@ def build_schedule(app, lanes: int) -> Schedule:
                 active=True,
             )
         )
-        patients = [
-            Patient(
-                first_name=f"Bench{i}",
-                last_name="Patient",
-                date_of_birth=date(1950, 1, 1) + timedelta(days=i),
-                email=f"bench{i}@example.com",
-                preferred_contact="email",
-            )
-            for i in range(PATIENTS)
-        ]
+        patients = bench_patients("Bench", PATIENTS)
         db.session.add_all(patients)
         db.session.commit()
         types = {t.code: t.id for t in db.session.query(AppointmentType)}

@@ -41,6 +41,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
@@ -202,6 +203,40 @@ def run_checked(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: floa
     if done.returncode != 0:
         raise BenchError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+# -- rows, shared by the scheduling benches ------------------------------------------------------
+
+
+def bench_location(timezone: str = "America/New_York"):
+    """The benches' one clinic location (a new, unsaved row; call inside an app context)."""
+    from clinic.scheduling.models import Location
+
+    return Location(
+        name="Bench Street",
+        address_line1="1 Bench Street",
+        city="Springfield",
+        state="MA",
+        zip="01103",
+        phone="(555) 010-0199",
+        timezone=timezone,
+    )
+
+
+def bench_patients(first_name: str, count: int) -> list:
+    """``count`` new, unsaved patients named <first_name><i> Patient, each with an email."""
+    from clinic.models import Patient
+
+    return [
+        Patient(
+            first_name=f"{first_name}{i}",
+            last_name="Patient",
+            date_of_birth=date(1950, 1, 1) + timedelta(days=i),
+            email=f"{first_name.lower()}{i}@example.com",
+            preferred_contact="email",
+        )
+        for i in range(count)
+    ]
 
 
 # -- clean-up, shared by the benches -------------------------------------------------------------

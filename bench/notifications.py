@@ -83,6 +83,7 @@ from intake import (
     BenchError,
     _on_alarm,
     _on_term,
+    bench_location,
     cpu_busy,
     create_database,
     dispose,
@@ -467,18 +468,10 @@ def load_delivery(app, database_url: str, n: int, kind: str, now: datetime) -> N
     from clinic.extensions import db
     from clinic.notifications.services import TEMPLATES
     from clinic.scheduling import services
-    from clinic.scheduling.models import AppointmentType, Location, Provider
+    from clinic.scheduling.models import AppointmentType, Provider
 
     with app.app_context():
-        location = Location(
-            name="Bench Street",
-            address_line1="1 Bench Street",
-            city="Springfield",
-            state="MA",
-            zip="01103",
-            phone="(555) 010-0199",
-            timezone="America/New_York",
-        )
+        location = bench_location()
         providers = [
             Provider(name=f"Dr. Bench {i}", title="MD", feed_token=services.new_feed_token())
             for i in range(PROVIDERS)

@@ -29,16 +29,18 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from booking import TIMEZONE, bench_location, load_app, server_env
+from booking import TIMEZONE, load_app, server_env
 from intake import (
     PG_SERVER,
     ROOT,
     BenchError,
+    bench_location,
+    bench_patients,
     create_database,
     dispose,
     drop_database,
@@ -53,14 +55,13 @@ FRONT_DESK = "desk@bench.example"
 def build(app, providers: int, full_days: int, now: datetime) -> dict:
     """The clinic, its solid calendar and a front-desk user (committed)."""
     from clinic.extensions import db
-    from clinic.models import Patient
     from clinic.scheduling import services
     from clinic.scheduling.models import Appointment, Provider, ProviderHours
     from clinic.staff import services as staff_services
 
     tz = ZoneInfo(TIMEZONE)
     with app.app_context():
-        location = bench_location()
+        location = bench_location(TIMEZONE)
         people = []
         for i in range(providers):
             provider = Provider(name=f"Dr. Bench {i}", title="MD", feed_token=f"bench-{i}")
@@ -77,16 +78,7 @@ def build(app, providers: int, full_days: int, now: datetime) -> dict:
             people.append(provider)
         db.session.add_all([location, *people])
         types = {t.code: t for t in services.install_default_types()}
-        patients = [
-            Patient(
-                first_name=f"Waiting{i}",
-                last_name="Patient",
-                date_of_birth=date(1950, 1, 1) + timedelta(days=i),
-                email=f"waiting{i}@example.com",
-                preferred_contact="email",
-            )
-            for i in range(400)
-        ]
+        patients = bench_patients("Waiting", 400)
         db.session.add_all(patients)
         staff_services.create_staff(FRONT_DESK, "front_desk", PASSWORD, full_name="Desk", now=now)
         db.session.flush()
