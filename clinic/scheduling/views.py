@@ -30,6 +30,7 @@ from clinic.scheduling.instructions import instructions_for
 from clinic.scheduling.models import (
     ACTIVE_STATUSES,
     Appointment,
+    AppointmentStatus,
     AppointmentType,
     Location,
     Provider,
@@ -274,7 +275,9 @@ def manage_cancel(token: str):
         )
     except (DomainError, ValidationFailed):
         db.session.rollback()
-        flash("This appointment can no longer be cancelled online. Please call us.", "error")
+        # a second click, or staff were first: the page says it is cancelled, nothing to add
+        if appointment.status != AppointmentStatus.CANCELLED:
+            flash("This appointment can no longer be cancelled online. Please call us.", "error")
         return redirect(url_for(".manage", token=token))
     db.session.commit()
     flash("Your appointment is cancelled.", "success")

@@ -146,6 +146,34 @@ def test_manage_link_cancels_only_on_post(app, client, booked):
         assert appointment.cancelled_by_id is None
 
 
+def test_a_second_cancel_says_cancelled_not_call_us(app, client, booked):
+    """A double click, or staff cancelled first: the second POST waits on the row lock and
+    finds the appointment cancelled. It is what the patient asked for, not an error."""
+    for _ in range(2):
+        response = client.post(booked["manage"] + "/cancel", data={"reason": "feeling_better"})
+        assert response.status_code == 302 and response.location.endswith(booked["manage"])
+    page = client.get(booked["manage"]).get_data(as_text=True)
+    assert "This appointment is cancelled" in page
+    assert "Please call us" not in page and "flash-error" not in page
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        assert appointment.status == "cancelled" and appointment.sequence == 1
+        assert [e.action for e in appointment_audit_events()] == ["create", "update"]
+
+
+def test_a_cancel_of_an_appointment_that_began_says_call_us(app, client, booked):
+    with app.app_context():
+        appointment = db.session.scalars(select(Appointment)).one()
+        appointment.status = "arrived"
+        db.session.commit()
+    response = client.post(booked["manage"] + "/cancel", data={"reason": "feeling_better"})
+    assert response.status_code == 302
+    page = client.get(booked["manage"]).get_data(as_text=True)
+    assert "can no longer be cancelled online. Please call us" in page
+    with app.app_context():
+        assert db.session.scalars(select(Appointment)).one().status == "arrived"
+
+
 def test_reschedule_keeps_the_link_working(app, client, booked):
     page = client.get(booked["manage"] + "/reschedule").get_data(as_text=True)
     choices = re.findall(r'name="slot" value="([^"]+)"', page)
