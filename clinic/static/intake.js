@@ -53,6 +53,4 @@
   form.addEventListener("change", update);
   form.addEventListener("input", update);
   update();
-  var summary = document.getElementById("error-summary");
-  if (summary) { summary.focus(); }
 })();

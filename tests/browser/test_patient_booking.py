@@ -114,3 +114,52 @@ def test_patient_books_after_the_intake_and_cancels_from_the_link(app, live_serv
         assert appointment.status == "cancelled"
         assert appointment.cancel_reason == "Patient: I'm feeling better"
         assert appointment.patient.last_name == "Calloway"
+
+
+def test_a_time_taken_meanwhile_is_said_first_with_the_focus_on_it(app, live_server, new_page):
+    """Another patient takes the time while this one looks at the page: the page comes back
+    with the same week, and the keyboard and screen reader start at the error summary."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from clinic.models import Patient
+    from clinic.scheduling import services
+    from clinic.scheduling.models import AppointmentType, Provider
+    from clinic.tokens import make_token
+    from tests.conftest import FIXED_NOW
+
+    with app.app_context():
+        ids = build_schedule()
+    with live_server.test_request_context():  # a link as staff send it: no intake request
+        token = make_token("booking", {"request_id": None, "patient_id": ids["patients"][0]})
+    page = new_page(viewport=MOBILE)
+    problems = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", lambda msg: "Content Security Policy" in msg.text and problems.append(msg))
+    page.goto(f"/book/{token}")
+    wednesday = page.get_by_role("group", name="Wednesday, November 25")
+    wednesday.get_by_label(re.compile(r"^9:00 AM with Dr. Thomas Brennan")).check()
+    with app.app_context():  # someone else is quicker
+        services.book_appointment(
+            db.session.get(Patient, ids["patients"][1]),
+            db.session.get(AppointmentType, ids["types"]["consultation"]),
+            db.session.get(Provider, ids["providers"][1]),
+            datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("America/New_York")),
+            now=FIXED_NOW,
+            actor=None,
+            source="patient",
+        )
+        db.session.commit()
+    page.get_by_role("button", name="Book this time").click()
+
+    expect(page).to_have_title(re.compile(r"^Error: Choose a time"))
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_focused()
+    expect(summary).to_contain_text("That time was just taken. Please choose another.")
+    expect(wednesday).to_be_visible()  # the same week, without the taken time
+    expect(wednesday.get_by_label(re.compile(r"^9:00 AM with Dr. Thomas Brennan"))).to_have_count(0)
+    page.keyboard.press("Tab")  # from the summary, on to its link to the list
+    expect(summary.get_by_role("link")).to_be_focused()
+    assert problems == []
+    with app.app_context():
+        assert db.session.scalars(select(Appointment)).one().patient_id == ids["patients"][1]

@@ -14,7 +14,7 @@ import clinic.staff.calendar  # noqa: F401  (registers the calendar routes on th
 from clinic.extensions import db
 from clinic.models import Patient, StaffUser
 from clinic.scheduling import services
-from clinic.scheduling.models import AppointmentType, Provider
+from clinic.scheduling.models import Appointment, AppointmentType, Provider
 from tests.browser.test_staff_pages import log_in
 from tests.conftest import FIXED_NOW
 from tests.scheduling.conftest import build_schedule
@@ -108,3 +108,40 @@ def test_front_desk_moves_an_appointment_from_the_week_view(app, live_server, pa
     expect(page).to_have_url(re.compile(rf"/staff/appointments/{appointment_id}$"))
     expect(page.get_by_text("Patient called to cancel")).to_be_visible()
     assert problems == []  # no CSP refusals or script errors
+
+
+def test_a_refused_move_starts_at_its_reason_with_the_time_kept(app, live_server, page, make_staff):
+    """A move onto the other appointment's time: the page says why first (the keyboard and
+    a screen reader start there) and keeps what was typed; nothing moves."""
+    desk_id = make_staff("front_desk")
+    with app.app_context():
+        ids = build_schedule()
+        desk = db.session.get(StaffUser, desk_id)
+        consultation = db.session.get(AppointmentType, ids["types"]["consultation"])
+        patel = db.session.get(Provider, ids["providers"][0])
+        booked = [
+            services.book_appointment(
+                db.session.get(Patient, ids["patients"][n]),
+                consultation,
+                patel,
+                datetime(2026, 11, 25, hour, 0, tzinfo=NY),
+                now=FIXED_NOW,
+                actor=desk,
+                source="staff",
+            )
+            for n, hour in ((0, 9), (1, 10))
+        ]
+        db.session.commit()
+        appointment_id = booked[0].id
+    log_in(page, "front_desk@clinic.test")
+    page.goto(f"/staff/appointments/{appointment_id}")
+    page.get_by_label("New date and time").fill("2026-11-25T10:00")
+    page.get_by_role("button", name="Move").click()
+
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_focused()
+    expect(summary).to_contain_text("That didn't work")
+    expect(page.get_by_label("New date and time")).to_have_value("2026-11-25T10:00")
+    with app.app_context():
+        moved = db.session.get(Appointment, appointment_id)
+        assert moved.start_at == datetime(2026, 11, 25, 9, 0, tzinfo=NY)
