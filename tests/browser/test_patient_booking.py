@@ -163,3 +163,27 @@ def test_a_time_taken_meanwhile_is_said_first_with_the_focus_on_it(app, live_ser
     assert problems == []
     with app.app_context():
         assert db.session.scalars(select(Appointment)).one().patient_id == ids["patients"][1]
+
+
+def test_the_day_links_take_the_keyboard_to_that_days_times(app, live_server, new_page):
+    """The week's times are one radio group (one Tab stop, arrows move through it): the days'
+    links above it let a keyboard or screen-reader user start at the day they want."""
+    from clinic.tokens import make_token
+
+    with app.app_context():
+        ids = build_schedule()
+    with live_server.test_request_context():
+        token = make_token("booking", {"request_id": None, "patient_id": ids["patients"][0]})
+    page = new_page(viewport=MOBILE)
+    page.goto(f"/book/{token}")
+    days = page.get_by_role("navigation", name="Days with free times").get_by_role("link")
+    expect(days.first).to_have_accessible_name(re.compile(r"^Wed Nov 25 \d+ times$"))
+    friday = days.filter(has_text="Fri Nov 27")
+    friday.focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    group = page.get_by_role("group", name=re.compile("^Friday, November 27"))
+    expect(group.get_by_role("radio").first).to_be_focused()
+    page.keyboard.press("ArrowDown")  # and on through the day's times
+    expect(group.get_by_role("radio").nth(1)).to_be_checked()
+    assert page.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"]
