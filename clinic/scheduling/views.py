@@ -25,6 +25,7 @@ from clinic import http
 from clinic.errors import DomainError, ValidationFailed
 from clinic.extensions import db, limiter
 from clinic.models import Patient
+from clinic.notifications.services import wants_acknowledgement
 from clinic.scheduling import links, services
 from clinic.scheduling.instructions import instructions_for
 from clinic.scheduling.models import (
@@ -233,8 +234,15 @@ def book_post(token: str):
             code=409 if isinstance(exc, services.SlotUnavailable) else 422,
         )
     db.session.commit()
-    flash("You're booked. We have also saved this page's link for you.", "success")
+    flash(_booked_message(patient), "success")
     return redirect(url_for(".manage", token=links.manage_token(appointment)))
+
+
+def _booked_message(patient: Patient) -> str:
+    """Where the patient finds this page's link again: the confirmation, or a bookmark."""
+    if wants_acknowledgement(patient) and not patient.confidential_comms_request:
+        return "You're booked. We're emailing you a confirmation with a link to this page."
+    return "You're booked. Bookmark this page: its link lets you change or cancel your visit."
 
 
 def _managed(token: str):

@@ -130,6 +130,33 @@ def test_a_refused_time_shows_the_same_week_again(app, client, schedule, booking
         assert response.status_code == 409  # a bad week falls back to a sane one, never a 500
 
 
+@pytest.mark.parametrize(
+    ("email", "consent", "confidential", "said"),
+    [
+        ("ruth@example.com", True, None, "emailing you a confirmation with a link to this page"),
+        ("ruth@example.com", False, None, "Bookmark this page"),
+        (None, True, None, "Bookmark this page"),
+        ("ruth@example.com", True, "Post only, please", "Bookmark this page"),
+    ],
+)
+def test_the_booked_page_says_where_its_link_is_kept(
+    app, client, schedule, booking_token, email, consent, confidential, said
+):
+    """Only a patient the confirmation will reach is told it is coming; others keep the page."""
+    from clinic.models import Patient
+
+    with app.app_context():
+        patient = db.session.get(Patient, schedule["patients"][0])
+        patient.email, patient.consent_email = email, consent
+        patient.confidential_comms_request = confidential
+        db.session.commit()
+    token = booking_token(schedule["patients"][0])
+    choice = first_choice(client.get(f"/book/{token}").get_data(as_text=True))
+    page = client.post(f"/book/{token}", data={"slot": choice}, follow_redirects=True)
+    assert "Your appointment" in page.get_data(as_text=True)
+    assert said in page.get_data(as_text=True)
+
+
 def test_manage_link_cancels_only_on_post(app, client, booked):
     client.get(booked["manage"])
     client.get(booked["manage"] + "/cancel")  # GET does nothing (405)
