@@ -80,12 +80,26 @@ def _follow_up_links() -> dict:
 
     from clinic.extensions import db
     from clinic.followup.models import Timepoint
+    from clinic.intake.models import ConsultationRequest
+    from clinic.scheduling.models import Appointment
     from clinic.tokens import make_token
 
     timepoint = db.session.scalars(
         select(Timepoint).where(Timepoint.status == "scheduled").order_by(Timepoint.due_on)
     ).first()
+    unbooked = db.session.scalars(  # a routine request the demo did not book: its link
+        select(ConsultationRequest)
+        .where(
+            ConsultationRequest.triage == "routine",
+            ~select(Appointment.id)
+            .where(Appointment.consultation_request_id == ConsultationRequest.id)
+            .exists(),
+        )
+        .order_by(ConsultationRequest.id)
+    ).first()
     return {
+        "booking": "/book/"
+        + make_token("booking", {"request_id": unbooked.id, "patient_id": unbooked.patient_id}),
         "follow_up": f"/staff/patients/{timepoint.patient_id}/follow-up",
         "messages": f"/staff/patients/{timepoint.patient_id}/messages",
         "checkin": "/checkin/" + make_token("checkin", {"t": timepoint.id}),
@@ -232,6 +246,17 @@ def take_screenshots(browser, base_url: str, out: Path, links: dict) -> list[Pat
     answer_red_flags(page, rf_bowel="Yes, and it is new (in the last days or weeks)")
     save_and_continue(page, "/intake/emergency")
     shot(page, "07-emergency-mobile")
+    page.context.close()
+
+    # A patient picks a consultation time on a phone from the link the intake gave, and sees
+    # the appointment (last: it books one).
+    page = new_page(MOBILE)
+    page.goto(links["booking"])
+    shot(page, "16-choose-time-mobile", full_page=False)
+    page.locator("fieldset.slot-day").first.get_by_role("radio").first.check()
+    page.get_by_role("button", name="Book this time").click()
+    page.get_by_role("heading", name="Your appointment").wait_for()
+    shot(page, "17-your-appointment-mobile")
     page.context.close()
     return saved
 
