@@ -6,6 +6,13 @@ own table, then returns 201 with the new id. No validation, no patient match, no
 
 Served by gunicorn as ``baseline_app:app`` from this folder, with DATABASE_URL set. The table
 is made once before the workers start: ``python baseline_app.py create-table``.
+
+``baseline_app:floor`` is the same insert, then, after the commit, the one thing a booking may
+not leave out that the insert does not already do: it hands a confirmation task to Celery
+(CELERY_BROKER_URL, the clinic's Celery settings), as the clinic does for every booking
+(``notifications.outbox``). No worker runs it. bench/booking.py measures it as the floor: what
+any booking could reach in this stack before it checks a token, reads a schedule or writes an
+audit row.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
+from celery import Celery
 from flask import Flask, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import JSON
@@ -41,10 +49,32 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def create_app(database_url: str) -> Flask:
+def _confirmation_task(broker_url: str):
+    """A task like the clinic's send task, on a Celery app with the clinic's settings."""
+    redis = broker_url.partition("://")[0] in {"redis", "rediss"}
+    celery = Celery("bench_floor", set_as_current=False)
+    celery.conf.update(
+        broker_url=broker_url,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"ack_emulation": False} if redis else {},
+        task_acks_late=True,
+        timezone="UTC",
+    )
+
+    @celery.task(name="bench.floor.send")
+    def send(row_id: int) -> None:  # never runs: no worker consumes the queue
+        pass
+
+    return send
+
+
+def create_app(database_url: str, broker_url: str | None = None) -> Flask:
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(database_url)
     db.init_app(app)
+    send = _confirmation_task(broker_url) if broker_url else None
 
     @app.post("/api/v1/consultation-requests")
     def create():
@@ -56,6 +86,8 @@ def create_app(database_url: str) -> Flask:
         db.session.flush()  # INSERT ... RETURNING id
         row_id = row.id  # read before commit: no SELECT to refresh the expired row
         db.session.commit()
+        if send is not None:  # the floor: the confirmation, after the commit
+            send.apply_async(args=(row_id,))
         return jsonify({"id": row_id}), 201
 
     @app.get("/ping")
@@ -66,6 +98,7 @@ def create_app(database_url: str) -> Flask:
 
 
 app = create_app(os.environ["DATABASE_URL"])
+floor = create_app(os.environ["DATABASE_URL"], os.environ.get("CELERY_BROKER_URL") or "memory://")
 
 
 if __name__ == "__main__":

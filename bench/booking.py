@@ -13,11 +13,15 @@ bookings (the public path, a ``booking_token`` in the body): every request asks 
 other request asks for, except one in --collide-every (20, so 5 %): those sent within the same
 100 ms, from any connection, all ask for the same slot of a shared provider, so exactly one wins
 and the others get 409, from the availability check or, when they race, from the database's
-exclusion constraint. The baseline gets the same bodies. Then 20 bursts of --workers requests
-released together for one slot, which must give one 201 and the rest 409 each. Printed: req/s,
-p50/p99, the 201/409/other/5xx counts, CPU per request, how many 409s the exclusion constraint
-gave (aborted inserts, from pg_stat_user_tables), the ratio app / baseline. Checked with SQL: no
-two active appointments of a provider overlap, every 201 stored, 409s only where due, no 5xx.
+exclusion constraint. The baseline gets the same bodies, and so does a third gunicorn, the
+*floor* (``baseline_app:floor``, off with --no-floor): the baseline's insert plus, after its
+commit, a confirmation task handed to Celery on Redis, which every booking must also do; its
+ratio to the baseline is the most any booking could reach in this stack. Then 20 bursts of
+--workers requests released together for one slot, which must give one 201 and the rest 409
+each. Printed: req/s, p50/p99, the 201/409/other/5xx counts, CPU per request, how many 409s the
+exclusion constraint gave (aborted inserts, from pg_stat_user_tables), the ratios app / baseline
+and floor / baseline. Checked with SQL: no two active appointments of a provider overlap, every
+201 stored (and, for the floor, queued in Redis), 409s only where due, no 5xx.
 
 (b) Slot search scaling. The appointment table is emptied, the searched provider (weekdays
 08:00-12:00 and 13:00-17:00) gets a few hundred appointments and 200 other providers get the
@@ -94,6 +98,7 @@ LUA = HERE / "book.lua"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 BOOK_PATH = "/api/v1/appointments"
 BASELINE_PATH = "/api/v1/consultation-requests"  # bench/baseline_app.py answers only this POST
+CELERY_QUEUE = "celery"  # the default queue: the floor's messages wait there (no worker runs)
 TIMEZONE = "America/New_York"
 TYPE_CODE = "bench_slot"
 SEARCH_TYPE = "consultation"  # a default type: 45 min + 15 buffer, daily cap 8
@@ -278,6 +283,8 @@ class BookRun:
     book: dict[str, int]
     first_other: str
     warm_409: int = 0
+    all_rows: int = 0  # stored by the warm-up and the run, with the requests in flight at ends
+    queued: int = -1  # Celery messages the run left in the broker's queue (the floor's), or -1
     ended: float = 0.0  # time.monotonic() when the load stopped
     new_rows: int = 0
     shared_rows: int = 0
@@ -358,6 +365,7 @@ def measure_booking(
     table: str,
     schedule: Schedule,
 ) -> BookRun:
+    rows_at_start = count(database_url, f"SELECT count(*) FROM {table}")
     print(f"[bench] warming up {server.name} for {args.warmup}s", flush=True)
     _, warm, _ = run_book_wrk(wrk, server, path, args, plan, args.warmup, first_slot=0)
     time.sleep(1.0)
@@ -379,7 +387,9 @@ def measure_booking(
     run.app_cpu_s = cpu_delta(app_before, process_cpu(gunicorn_pids(server.proc.pid)))
     run.db_cpu_s = cpu_delta(db_before, process_cpu(backend_pids(database_url, server.app_name)))
     time.sleep(1.0)  # the requests in flight when wrk stopped
-    run.new_rows = count(database_url, f"SELECT count(*) FROM {table}") - rows_before
+    rows = count(database_url, f"SELECT count(*) FROM {table}")
+    run.new_rows = rows - rows_before
+    run.all_rows = rows - rows_at_start
     run.shared_rows = count(database_url, shared_sql, {"p": schedule.shared}) - shared_before
     return run
 
@@ -451,10 +461,12 @@ def overlapping(database_url: str) -> list[tuple]:
         return conn.execute(OVERLAPS_SQL, {"active": list(ACTIVE)}).fetchall()
 
 
-def check_booking(app_run: BookRun, base_run: BookRun, overlaps: list, args) -> list[str]:
+def check_booking(runs: list[BookRun], overlaps: list, args) -> list[str]:
+    """The app's run first, then the baseline's and, if run, the floor's."""
     problems = []
     slack = args.connections  # requests still in flight when wrk stopped counting
-    for run in (app_run, base_run):
+    app_run = runs[0]
+    for run in runs:
         w, b = run.wrk, run.book
         if w.statuses["5xx"]:
             problems.append(f"{run.name}: {w.statuses['5xx']} responses were 5xx")
@@ -471,8 +483,11 @@ def check_booking(app_run: BookRun, base_run: BookRun, overlaps: list, args) -> 
             problems.append(f"{run.name}: ran out of slots {b['exhausted']} times")
         if not (b["201"] <= run.new_rows <= b["201"] + slack):
             problems.append(f"{run.name}: {run.new_rows} rows stored for {b['201']} responses 201")
-    if base_run.book["409"]:
-        problems.append(f"baseline: {base_run.book['409']} responses 409")
+    for run in runs[1:]:
+        if run.book["409"]:
+            problems.append(f"{run.name}: {run.book['409']} responses 409")
+        if run.queued >= 0 and run.queued != run.all_rows:  # one message per committed row
+            problems.append(f"{run.name}: {run.queued} messages queued for {run.all_rows} rows")
     # every shared slot reached is won once; every other collision request must get 409
     b = app_run.book
     due = b["collide_sent"] - app_run.shared_rows
@@ -513,7 +528,7 @@ def report_booking(
             f"{b['201']:>7} {b['409']:>6} {w.requests - b['201'] - b['409']:>6} "
             f"{w.statuses['5xx']:>4} {w.socket_error_total:>8} {r.new_rows:>7}"
         )
-    app_run, base_run = runs
+    app_run, base_run = runs[0], runs[1]
     print()
     print("CPU per request (from /proc), and CPU used by other processes during the run")
     cpu_header = (
@@ -550,6 +565,17 @@ def report_booking(
         f"{refused[1]} refused by the exclusion constraint"
     )
     print(f"overlapping active appointments (self-join on tstzrange &&): {len(overlaps)}")
+    if len(runs) > 2:
+        floor = runs[2]
+        print(
+            f"floor: the baseline's insert and, after its commit, a confirmation handed to Celery "
+            f"({floor.queued:,} messages queued for {floor.all_rows:,} rows stored, warm-up "
+            "included); nothing else"
+        )
+        print(
+            f"  ratio floor req/s / baseline req/s = {floor.wrk.rps / base_run.wrk.rps:.3f}: the "
+            "most a booking can reach here before any check, read or audit row"
+        )
     ratio = app_run.wrk.rps / base_run.wrk.rps if base_run.wrk.rps else 0.0
     verdict = "met" if ratio >= args.min_ratio else "NOT met"
     print(f"ratio app req/s / baseline req/s = {ratio:.3f} (goal >= {args.min_ratio}: {verdict})")
@@ -841,6 +867,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--big", type=int, default=1_000_000, help="appointments, second search")
     p.add_argument("--max-search-ratio", type=float, default=1.5, help="goal for big / small")
     p.add_argument("--only", choices=("booking", "search"), help="run one part only")
+    p.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also load the floor server (the baseline's insert + a Celery publish)",
+    )
     args = p.parse_args(argv)
     if not (1 <= args.duration <= 600 and 0 <= args.warmup <= 60):
         p.error("--duration must be 1..600 and --warmup 0..60 seconds")
@@ -905,7 +937,10 @@ def main(argv: list[str] | None = None) -> int:
 
         application = Server("app", "wsgi:app", ROOT, env, "/healthz", tmp / "app.log")
         baseline = Server("baseline", "baseline_app:app", HERE, env, "/ping", tmp / "base.log")
-        servers = [application] if args.only == "search" else [application, baseline]
+        floor = Server("floor", "baseline_app:floor", HERE, env, "/ping", tmp / "floor.log")
+        servers = [application]
+        if args.only != "search":
+            servers += [baseline, floor] if args.floor else [baseline]
         for server in servers:
             server.start(args)
         for server in servers:
@@ -933,6 +968,22 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             ]
             baseline.stop()
+            if args.floor:
+                queued = rc.llen(CELERY_QUEUE)
+                runs.append(
+                    measure_booking(
+                        floor,
+                        BASELINE_PATH,
+                        args,
+                        wrk,
+                        plan,
+                        database_url,
+                        "bench_baseline_request",
+                        schedule,
+                    )
+                )
+                runs[-1].queued = rc.llen(CELERY_QUEUE) - queued
+                floor.stop()
             refused = [refused_inserts(database_url, runs[0].ended)]
             print(f"[bench] {BURST_ROUNDS} bursts of {args.workers} simultaneous bookings")
             burst_codes = burst(application, schedule, slots, args.workers)
@@ -941,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
             overlaps = overlapping(database_url)
             refused.append(refused_inserts(database_url, burst_ended) - refused[0])
             ratio = report_booking(facts, runs, overlaps, refused, burst_codes, args)
-            problems += check_booking(*runs, overlaps, args)
+            problems += check_booking(runs, overlaps, args)
             if burst_codes != {201: BURST_ROUNDS, 409: BURST_ROUNDS * (args.workers - 1)}:
                 problems.append(
                     f"burst: {burst_codes}, wanted one 201 and {args.workers - 1} 409 per round"
