@@ -73,6 +73,10 @@ def _type_by_code(code, field="appointment_type") -> AppointmentType:
 
 
 def _provider(provider_id, field="provider_id") -> Provider:
+    if provider_id is None:
+        raise ValidationFailed({field: ["Required: a provider id."]})
+    if not isinstance(provider_id, int) or isinstance(provider_id, bool):
+        raise ValidationFailed({field: ["Must be a provider id (a whole number, not quoted)."]})
     provider = services.get_provider(provider_id) if http.sane_id(provider_id) else None
     if provider is None or not provider.active:
         raise ValidationFailed({field: ["Unknown provider."]})
@@ -99,7 +103,12 @@ def _collect(errors: dict[str, list[str]], read):
 
 def _body_start(body: dict) -> datetime:
     raw = body.get("start")
-    return parse_moment(raw if isinstance(raw, str) else None, "start", day_ok=False)
+    if raw is not None and not isinstance(raw, str):
+        raise ValidationFailed({"start": ["Must be a string: an ISO 8601 datetime with offset."]})
+    start = parse_moment(raw, "start", day_ok=False)
+    if start.second or start.microsecond:  # a start at 13:00:07 would block the 13:15 slot
+        raise ValidationFailed({"start": ["Give the time to the minute (no seconds)."]})
+    return start
 
 
 def _booking_token_data(token) -> dict | None:
