@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 FIXED_NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
+# Every page's one script: it focuses an error summary (the CSP allows files of our own only)
+OWN_SCRIPTS = ['<script src="/static/focus.js" defer>']
+
+
+def scripts_in(html: str) -> list[str]:
+    return re.findall(r"<script\b[^>]*>", html, re.IGNORECASE)
+
+
 # One Celery queue per test session, so parallel sessions on one Redis never share work.
 TEST_QUEUE = f"clinic-test-{uuid.uuid4().hex[:8]}"
 

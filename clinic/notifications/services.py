@@ -225,17 +225,33 @@ def appointment_booked(appointment: Appointment, *, now: datetime) -> list[Notif
     rows = []
     for step in schedule().steps(appointment.appointment_type.code):
         if step.at_booking:
-            row = create_and_send(
-                patient_id=appointment.patient_id,
-                kind=step.kind,
-                cause_type=APPOINTMENT,
-                cause_id=appointment.id,
-                now=now,
-            )
+            row = _news(appointment, step.kind, now=now, revision=0)
             rows.append(row)
         elif step.hours_before is not None:
             rows.append(_reminder(appointment, step, now=now, revision=0))
     return rows
+
+
+def _news(appointment: Appointment, kind: str, *, now: datetime, revision: int) -> Notification:
+    """The confirmation or the update, sent at once; kept as skipped, unsent, for a visit that
+    has begun already (a walk-in staff enter after the fact: nothing to confirm)."""
+    fields = dict(
+        patient_id=appointment.patient_id,
+        kind=kind,
+        cause_type=APPOINTMENT,
+        cause_id=appointment.id,
+        revision=revision,
+    )
+    if appointment.start_at <= now:
+        return create(
+            **fields,
+            due_at=now,
+            now=now,
+            status=Status.SKIPPED,
+            last_error="the visit had begun",
+            keep=False,
+        )
+    return create_and_send(**fields, now=now)
 
 
 def _reminder(appointment: Appointment, step, *, now: datetime, revision: int) -> Notification:
@@ -280,15 +296,21 @@ def appointment_rescheduled(appointment: Appointment, *, now: datetime) -> list[
             # Already sent (or failed) for the old time: the new time gets its own reminder.
             row = _reminder(appointment, step, now=now, revision=appointment.sequence)
         rows.append(row)
-    update_row = create_and_send(
-        patient_id=appointment.patient_id,
-        kind="update",
-        cause_type=APPOINTMENT,
-        cause_id=appointment.id,
-        now=now,
-        revision=appointment.sequence,
+    # An earlier move's update not sent yet (the worker behind) would say the same as this one,
+    # which is filled in when sent: one message for the lot. (A send in progress holds its row's
+    # lock, so this waits for it and then leaves the sent message alone.)
+    db.session.execute(
+        update(Notification)
+        .where(
+            Notification.cause_type == APPOINTMENT,
+            Notification.cause_id == appointment.id,
+            Notification.kind == "update",
+            Notification.status.in_(OPEN_STATUSES),
+        )
+        .values(status=Status.CANCELLED, last_error="a later move's update says it", updated_at=now)
+        .execution_options(synchronize_session="fetch")
     )
-    rows.append(update_row)
+    rows.append(_news(appointment, "update", now=now, revision=appointment.sequence))
     return rows
 
 

@@ -366,6 +366,18 @@ def _flush_or_conflict(new: Appointment | None = None) -> None:
         raise
 
 
+def _has_live_appointment(consultation_request_id: int) -> bool:
+    return (
+        db.session.scalar(
+            select(Appointment.id).where(
+                Appointment.consultation_request_id == consultation_request_id,
+                Appointment.status.in_(ACTIVE_STATUSES),
+            )
+        )
+        is not None
+    )
+
+
 def _check_daily_cap(
     provider: Provider,
     appointment_type: AppointmentType,
@@ -415,6 +427,23 @@ def staff_slot_location(
     return location_id
 
 
+# Staff skip the notice and the horizon, within these bounds: a walk-in entered after the fact
+# (the same day, or first thing the next morning), and no further ahead than a patient's manage
+# link lives (links.MAX_AGE, 400 days from the booking).
+STAFF_BOOKS_BACK = timedelta(hours=24)
+STAFF_BOOKS_AHEAD = timedelta(days=365)
+
+
+def _check_staff_reach(start: datetime, now: datetime) -> None:
+    """A typo'd year (1926, 2062) is refused, not booked and emailed to the patient."""
+    if start < now - STAFF_BOOKS_BACK:
+        raise ValidationFailed(
+            {"start": ["Choose a time no more than 24 hours ago (a walk-in entered late)."]}
+        )
+    if start > now + STAFF_BOOKS_AHEAD:
+        raise ValidationFailed({"start": ["Choose a time no more than a year ahead."]})
+
+
 def _lock_capped_type(provider: Provider, appointment_type: AppointmentType) -> None:
     """Serialize the provider's bookings of a type with a per-day cap, until commit.
 
@@ -446,6 +475,7 @@ def _where(
     if appointment_type.daily_cap is not None:
         _lock_capped_type(provider, appointment_type)
     if staff:
+        _check_staff_reach(start, now)
         return staff_slot_location(provider, appointment_type, start, exclude_id=exclude_id)
     slot = _offered(appointment_type, provider, start, now, exclude_id)
     if slot is None:
@@ -470,7 +500,14 @@ def book_appointment(
     staff = actor is not None
     if not staff and not appointment_type.patient_bookable:
         raise ValidationFailed({"appointment_type": ["This kind of visit is booked by staff."]})
-    location_id = _where(provider, appointment_type, start, now=now, staff=staff)
+    try:
+        location_id = _where(provider, appointment_type, start, now=now, staff=staff)
+    except SlotUnavailable:
+        # The same request sent again (a retry after a lost answer) finds its own booking in
+        # that slot: say it is booked, not that the time was taken by someone else.
+        if consultation_request_id is not None and _has_live_appointment(consultation_request_id):
+            raise AlreadyBooked("This request already has an appointment.") from None
+        raise
     appointment = Appointment(
         patient=patient,
         provider=provider,
@@ -628,14 +665,19 @@ _FROM_ITS_DAY = {AppointmentStatus.ARRIVED, AppointmentStatus.CHECKED_IN}
 _FROM_ITS_START = {AppointmentStatus.NOSHOW}
 
 
+def said(status: str) -> str:
+    """A status in words: "no-show", "checked in", "entered in error"."""
+    return "no-show" if status == AppointmentStatus.NOSHOW else status.replace("-", " ")
+
+
 def too_early(appointment: Appointment, status: str, now: datetime) -> str | None:
     """Why ``status`` can't be recorded yet for this appointment, or None when it can."""
     if status in _FROM_ITS_START and now < appointment.start_at:
-        return f"Mark an appointment {status} once it has started."
+        return f"Mark an appointment {said(status)} once it has started."
     if status in _FROM_ITS_DAY:
         tz = ZoneInfo(appointment.location.timezone)
         if now.astimezone(tz).date() < appointment.start_at.astimezone(tz).date():
-            return f"Mark an appointment {status} on its day, not before."
+            return f"Mark an appointment {said(status)} on its day, not before."
     return None
 
 
@@ -655,13 +697,16 @@ def change_status(
 ) -> Appointment:
     """Move along the FHIR status graph (models.TRANSITIONS); cancelling keeps the row."""
     if status not in TRANSITIONS:
-        raise ValidationFailed({"status": [f"Unknown status {status!r}."]})
+        raise ValidationFailed({"status": [f"Give one of: {', '.join(TRANSITIONS)}."]})
     _lock(appointment)
     if actor is None:
         _check_patient_may_change(appointment, now)
     if status not in TRANSITIONS[appointment.status]:
-        raise ValidationFailed(
-            {"status": [f"An appointment can't go from {appointment.status} to {status}."]}
+        # the state, not the input, refuses it (another tab, or another person, was first)
+        if status == appointment.status:
+            raise DomainError(f"This appointment is {said(status)} already.")
+        raise DomainError(
+            f"A {said(appointment.status)} appointment can't be marked {said(status)}."
         )
     early = too_early(appointment, status, now)
     if early is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -100,7 +100,8 @@ def book(app, schedule, make_staff):
                 db.session.get(AppointmentType, schedule["types"][code]),
                 db.session.get(Provider, schedule["providers"][provider]),
                 start,
-                now=datetime(2026, 11, 24, 15, tzinfo=UTC),
+                # a visit of past days was booked while it was still ahead
+                now=min(datetime(2026, 11, 24, 15, tzinfo=UTC), start - timedelta(days=1)),
                 actor=db.session.get(StaffUser, staff_id),
                 source="staff",
             )

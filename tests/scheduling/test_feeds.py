@@ -53,7 +53,7 @@ def book(app, actor_id, patient_id, provider_id, start, type_code="consultation"
             db.session.scalars(select(AppointmentType).filter_by(code=type_code)).one(),
             db.session.get(Provider, provider_id),
             start,
-            now=FIXED_NOW,
+            now=min(FIXED_NOW, start - timedelta(days=1)),  # past visits were booked ahead
             actor=db.session.get(StaffUser, actor_id),
             source="staff",
         )

@@ -415,3 +415,26 @@ def test_the_link_acts_only_where_a_patient_may(app, client, booked, schedule, s
     with app.app_context():
         row = db.session.get(Appointment, procedure["id"])
         assert row.status == "booked" and row.provider_id == schedule["providers"][1]
+
+
+def test_the_same_booking_sent_again_leads_to_the_appointment(app, client, booked):
+    """A retry of the booking POST (a lost answer, the back button) finds the request's own
+    appointment in that slot: the patient is led to it, not told the time was taken."""
+    response = client.post(f"/book/{booked['token']}", data={"slot": booked["choice"]})
+    assert response.status_code == 302 and response.location.endswith(f"/book/{booked['token']}")
+    page = client.get(response.location, follow_redirects=True).get_data(as_text=True)
+    assert "You already have an appointment" in page and "just taken" not in page
+    with app.app_context():
+        assert len(db.session.scalars(select(Appointment)).all()) == 1
+
+
+def test_the_same_booking_over_the_api_says_already_booked(app, client, booked):
+    provider_id, start = booked["choice"].split("|")
+    body = {
+        "booking_token": booked["token"],
+        "appointment_type": "consultation",
+        "provider_id": int(provider_id),
+        "start": start,
+    }
+    response = client.post("/api/v1/appointments", json=body)
+    assert response.status_code == 409 and response.get_json()["error"] == "already_booked"
