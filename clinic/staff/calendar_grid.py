@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import abort, request
+from flask import abort, flash, request
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -71,9 +71,10 @@ def _requested_day(tz: ZoneInfo) -> date:
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        abort(400)
-    if not _FIRST_DAY <= day <= _LAST_DAY:
-        abort(400)
+        day = None
+    if day is None or not _FIRST_DAY <= day <= _LAST_DAY:  # a typed or mangled URL: say so
+        flash(f"There is no date {raw[:20]!r} in the calendar: here is today.", "error")
+        return http.now().astimezone(tz).date()
     return day
 
 
