@@ -34,6 +34,23 @@ def test_login_page_and_wrong_password(app, client, make_staff):
     assert all(e.outcome == "failure" for e in failed)
 
 
+def test_login_goes_back_to_the_page_asked_for(app, client, make_staff):
+    """Logged out (the 15 idle minutes), the desk opens the week it was on: after the login
+    it is there, not on the queue. Only back-office paths of this site are followed."""
+    from tests.conftest import STAFF_PASSWORD
+
+    make_staff("front_desk")
+    asked = client.get("/staff/calendar/week?date=2026-11-25")
+    assert asked.status_code == 302 and "/staff/login?next=" in asked.location
+    login = {"email": "front_desk@clinic.test", "password": STAFF_PASSWORD}
+    response = client.post(asked.location, data=login)
+    assert response.status_code == 302
+    assert response.location == "/staff/calendar/week?date=2026-11-25"
+    client.post("/staff/logout")
+    elsewhere = client.post("/staff/login?next=https://evil.example/staff/", data=login)
+    assert elsewhere.location == "/staff/"
+
+
 def test_login_from_an_expired_page_says_why(app, database_url, smtp_server, make_staff):
     """A login page that outlived its session cookie: the form says it expired, not nothing."""
     from clinic import create_app
@@ -776,3 +793,8 @@ def test_seed_demo(app):
         assert freed.freed.appointment.patient_id not in {e.patient_id for e in freed.matches}
     assert {"emergency", "urgent", "routine"} <= set(triages)
     assert "not seeding" in runner.invoke(args=["seed-demo", "--if-empty"]).output
+
+
+def test_an_api_call_without_a_token_says_how_to_authenticate(client):
+    response = client.get("/api/v1/appointments")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"

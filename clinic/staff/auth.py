@@ -60,7 +60,7 @@ def init_auth(app: Flask) -> None:
         from flask import flash, redirect, url_for
 
         if request.path.startswith("/api/"):
-            return jsonify({"error": "unauthorized"}), 401
+            return jsonify({"error": "unauthorized"}), 401, {"WWW-Authenticate": "Bearer"}
         reason = g.get("staff_session_ended")
         if reason == "idle":
             minutes = current_app.config["STAFF_IDLE_MINUTES"]
@@ -73,7 +73,9 @@ def init_auth(app: Flask) -> None:
             flash("An administrator changed your account. Please log in again.", "info")
         elif reason:
             flash("You were logged out. Please log in again.", "info")
-        return redirect(url_for("staff.login"))
+        # a page (not a form's action) to come back to after the login
+        back = request.full_path.rstrip("?") if request.method == "GET" else None
+        return redirect(url_for("staff.login", next=back))
 
 
 def bearer_user():

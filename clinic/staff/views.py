@@ -67,7 +67,8 @@ def login():
         db.session.commit()
         user.session_id = session.id
         login_user(user)
-        return redirect(url_for(".home"))
+        # back where the login interrupted (the form posts to its own URL, ?next= kept)
+        return redirect(safe_back(request.args.get("next"), url_for(".home")))
     if form.is_submitted() and form.csrf_token.errors:
         # a page left open for hours, or restored after the browser dropped its cookie
         form.password.errors.append("This page had expired. Please enter your password again.")
