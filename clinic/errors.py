@@ -37,12 +37,16 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = exc.code or 500
+        # the exception's own headers (a 405's Allow), not its HTML's Content-Type
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if wants_json():
             body = {"error": exc.name.lower().replace(" ", "_")}
             if code == 413:
                 body["errors"] = {"_body": ["The request body is too large."]}
-            return jsonify(body), code
-        return render_template("errors/error.html", code=code, name=exc.name), code
+            if code == 401:
+                headers.append(("WWW-Authenticate", "Bearer"))
+            return jsonify(body), code, headers
+        return render_template("errors/error.html", code=code, name=exc.name), code, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

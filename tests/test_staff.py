@@ -798,3 +798,10 @@ def test_seed_demo(app):
 def test_an_api_call_without_a_token_says_how_to_authenticate(client):
     response = client.get("/api/v1/appointments")
     assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_wrong_method_says_which_are_allowed(client):
+    response = client.delete("/api/v1/appointments")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    assert response.get_json() == {"error": "method_not_allowed"}

@@ -44,7 +44,7 @@ def create_consultation_request():
 def get_consultation_request(request_id: int):
     user = bearer_user()
     if user is None:
-        return jsonify({"error": "unauthorized"}), 401
+        return jsonify({"error": "unauthorized"}), 401, {"WWW-Authenticate": "Bearer"}
     if not can(user, "queue.view"):
         return jsonify({"error": "forbidden"}), 403
     req = db.session.get(ConsultationRequest, request_id) or abort(404)

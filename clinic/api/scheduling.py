@@ -217,7 +217,7 @@ def create_appointment():
     body = json_body()
     staff = bearer_user() if request.headers.get("Authorization") else None
     if request.headers.get("Authorization") and staff is None:
-        return jsonify({"error": "unauthorized"}), 401
+        return jsonify({"error": "unauthorized"}), 401, {"WWW-Authenticate": "Bearer"}
     errors: dict[str, list[str]] = {}
     request_id = None
     if staff is not None:
