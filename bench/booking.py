@@ -955,9 +955,12 @@ def main(argv: list[str] | None = None) -> int:
             runs = [
                 measure_booking(
                     application, BOOK_PATH, args, wrk, plan, database_url, "appointment", schedule
-                ),
-                measure_booking(
-                    baseline,
+                )
+            ]
+            for server in servers[1:]:  # the baseline, then the floor: the same bodies
+                queued = rc.llen(CELERY_QUEUE)
+                run = measure_booking(
+                    server,
                     BASELINE_PATH,
                     args,
                     wrk,
@@ -965,25 +968,11 @@ def main(argv: list[str] | None = None) -> int:
                     database_url,
                     "bench_baseline_request",
                     schedule,
-                ),
-            ]
-            baseline.stop()
-            if args.floor:
-                queued = rc.llen(CELERY_QUEUE)
-                runs.append(
-                    measure_booking(
-                        floor,
-                        BASELINE_PATH,
-                        args,
-                        wrk,
-                        plan,
-                        database_url,
-                        "bench_baseline_request",
-                        schedule,
-                    )
                 )
-                runs[-1].queued = rc.llen(CELERY_QUEUE) - queued
-                floor.stop()
+                if server is floor:  # the only one of the two that hands messages to Celery
+                    run.queued = rc.llen(CELERY_QUEUE) - queued
+                runs.append(run)
+                server.stop()
             refused = [refused_inserts(database_url, runs[0].ended)]
             print(f"[bench] {BURST_ROUNDS} bursts of {args.workers} simultaneous bookings")
             burst_codes = burst(application, schedule, slots, args.workers)

@@ -299,33 +299,38 @@ def appointment_rescheduled(appointment: Appointment, *, now: datetime) -> list[
     # An earlier move's update not sent yet (the worker behind) would say the same as this one,
     # which is filled in when sent: one message for the lot. (A send in progress holds its row's
     # lock, so this waits for it and then leaves the sent message alone.)
-    db.session.execute(
-        update(Notification)
-        .where(
-            Notification.cause_type == APPOINTMENT,
-            Notification.cause_id == appointment.id,
-            Notification.kind == "update",
-            Notification.status.in_(OPEN_STATUSES),
-        )
-        .values(status=Status.CANCELLED, last_error="a later move's update says it", updated_at=now)
-        .execution_options(synchronize_session="fetch")
+    cancel_open(
+        APPOINTMENT,
+        appointment.id,
+        now=now,
+        reason="a later move's update says it",
+        kinds=("update",),
     )
     rows.append(_news(appointment, "update", now=now, revision=appointment.sequence))
     return rows
 
 
-def cancel_open(cause_type: str, cause_id: int, *, now: datetime, reason: str) -> int:
-    """Cancel every message of this cause not yet sent. A send in progress holds its row's
-    lock, so this waits for it and then leaves the sent message alone."""
+def cancel_open(
+    cause_type: str,
+    cause_id: int,
+    *,
+    now: datetime,
+    reason: str,
+    kinds: tuple[str, ...] | None = None,
+) -> int:
+    """Cancel every message of this cause (of these kinds) not yet sent. A send in progress
+    holds its row's lock, so this waits for it and then leaves the sent message alone."""
+    query = update(Notification).where(
+        Notification.cause_type == cause_type,
+        Notification.cause_id == cause_id,
+        Notification.status.in_(OPEN_STATUSES),
+    )
+    if kinds is not None:
+        query = query.where(Notification.kind.in_(kinds))
     result = db.session.execute(
-        update(Notification)
-        .where(
-            Notification.cause_type == cause_type,
-            Notification.cause_id == cause_id,
-            Notification.status.in_(OPEN_STATUSES),
+        query.values(status=Status.CANCELLED, last_error=reason, updated_at=now).execution_options(
+            synchronize_session="fetch"
         )
-        .values(status=Status.CANCELLED, last_error=reason, updated_at=now)
-        .execution_options(synchronize_session="fetch")
     )
     return result.rowcount
 
@@ -405,16 +410,8 @@ def _no_show_undone(appointment: Appointment, *, now: datetime) -> None:
     call-back task go, and reminders the no-show cancelled come back if still ahead."""
     steps = schedule().steps(appointment.appointment_type.code)
     no_show_kinds = [s.kind for s in steps if s.hours_after_no_show is not None]
-    db.session.execute(
-        update(Notification)
-        .where(
-            Notification.cause_type == APPOINTMENT,
-            Notification.cause_id == appointment.id,
-            Notification.kind.in_(no_show_kinds),
-            Notification.status.in_(OPEN_STATUSES),
-        )
-        .values(status=Status.CANCELLED, last_error="no-show undone", updated_at=now)
-        .execution_options(synchronize_session="fetch")
+    cancel_open(
+        APPOINTMENT, appointment.id, now=now, reason="no-show undone", kinds=tuple(no_show_kinds)
     )
     db.session.execute(
         update(StaffTask)
