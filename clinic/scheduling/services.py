@@ -366,16 +366,16 @@ def _flush_or_conflict(new: Appointment | None = None) -> None:
         raise
 
 
-def _has_live_appointment(consultation_request_id: int) -> bool:
-    return (
-        db.session.scalar(
-            select(Appointment.id).where(
-                Appointment.consultation_request_id == consultation_request_id,
-                Appointment.status.in_(ACTIVE_STATUSES),
-            )
+def live_appointment(consultation_request_id: int | None) -> Appointment | None:
+    """The appointment this intake request booked, if it is still on (one per request)."""
+    if consultation_request_id is None:
+        return None
+    return db.session.scalars(
+        select(Appointment).where(
+            Appointment.consultation_request_id == consultation_request_id,
+            Appointment.status.in_(ACTIVE_STATUSES),
         )
-        is not None
-    )
+    ).first()
 
 
 def _check_daily_cap(
@@ -505,7 +505,7 @@ def book_appointment(
     except SlotUnavailable:
         # The same request sent again (a retry after a lost answer) finds its own booking in
         # that slot: say it is booked, not that the time was taken by someone else.
-        if consultation_request_id is not None and _has_live_appointment(consultation_request_id):
+        if live_appointment(consultation_request_id) is not None:
             raise AlreadyBooked("This request already has an appointment.") from None
         raise
     appointment = Appointment(

@@ -29,8 +29,6 @@ from clinic.notifications.services import wants_acknowledgement
 from clinic.scheduling import links, services
 from clinic.scheduling.instructions import instructions_for
 from clinic.scheduling.models import (
-    ACTIVE_STATUSES,
-    Appointment,
     AppointmentStatus,
     AppointmentType,
     Location,
@@ -168,24 +166,12 @@ def _booking(token: str):
     return patient, data.get("request_id")
 
 
-def _live_appointment(request_id):
-    """The appointment this intake request already booked, if it is still on."""
-    if request_id is None:
-        return None
-    return db.session.scalars(
-        select(Appointment).where(
-            Appointment.consultation_request_id == request_id,
-            Appointment.status.in_(ACTIVE_STATUSES),
-        )
-    ).first()
-
-
 @bp.get("/book/<token>")
 def book(token: str):
     patient, request_id = _booking(token)
     if patient is None:
         return render_template("scheduling/link_expired.html"), 404
-    existing = _live_appointment(request_id)
+    existing = services.live_appointment(request_id)
     if existing is not None:  # a booking link books once; the manage page moves it
         flash("You already have an appointment. You can change it here.", "info")
         return redirect(url_for(".manage", token=links.manage_token(existing)))
